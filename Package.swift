@@ -1,0 +1,69 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "upsert-worker",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "upsert-worker", targets: ["UpsertWorker"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // libpq, the PostgreSQL C client library, from the Debian package libpq-dev.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        // A JSON value with exact numbers, a strict bounded parser and a stable serializer.
+        .target(name: "JSON"),
+        // The thin PostgreSQL layer over libpq that JobQueue and ContactDomain share.
+        .target(
+            name: "Postgres",
+            dependencies: [
+                "CLibPQ", "JSON",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The schema: the SQL files of sql/, carried inside the binary.
+        .target(name: "Migrations", dependencies: ["Postgres"]),
+        // The generic PostgreSQL job queue: it knows job kinds and handlers, never contacts.
+        .target(
+            name: "JobQueue",
+            dependencies: [
+                "Postgres", "JSON",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The contact rules (plain values and functions) and their small SQL store.
+        .target(
+            name: "ContactDomain",
+            dependencies: ["Postgres", "JSON", "JobQueue", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The command line: parses arguments and wires the libraries together.
+        .executableTarget(
+            name: "UpsertWorker",
+            dependencies: [
+                "Postgres", "JSON", "Migrations", "JobQueue", "ContactDomain",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Helpers for the tests: scratch databases cloned from a migrated template.
+        .target(name: "TestSupport", dependencies: ["Postgres", "Migrations", "JSON"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Migrations", "JSON", "TestSupport"]),
+        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "JSON", "TestSupport"]),
+        .testTarget(
+            name: "ContactDomainTests",
+            dependencies: ["ContactDomain", "JobQueue", "Postgres", "JSON", "TestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,338 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import JSON
+
+/// A Swift value that can be sent as a statement parameter, in PostgreSQL's text format.
+///
+/// Parameters are always sent separately from the SQL text (`$1`, `$2`…), never spliced
+/// into it; the server parses each according to the type the statement expects there.
+public protocol PostgresEncodable: Sendable {
+    /// The value in PostgreSQL's text input format; nil sends SQL NULL.
+    var postgresText: String? { get }
+}
+
+/// A Swift value that can be read from a result column in PostgreSQL's text format.
+public protocol PostgresDecodable: Sendable {
+    /// Decodes a non-NULL value.
+    static func decode(postgresText: String) throws(PostgresError) -> Self
+    /// Decodes SQL NULL; by default an error, since only optionals accept NULL.
+    static func decodeNull() throws(PostgresError) -> Self
+}
+
+extension PostgresDecodable {
+    public static func decodeNull() throws(PostgresError) -> Self {
+        throw PostgresError(code: .decoding, message: "unexpected NULL for \(Self.self)")
+    }
+
+    static func mismatch(_ text: String) -> PostgresError {
+        PostgresError(code: .decoding, message: "cannot decode \(Self.self) from a value of \(text.utf8.count) bytes")
+    }
+}
+
+extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
+    public var postgresText: String? { self?.postgresText }
+}
+
+extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
+    public static func decode(postgresText: String) throws(PostgresError) -> Wrapped? {
+        try Wrapped.decode(postgresText: postgresText)
+    }
+    public static func decodeNull() throws(PostgresError) -> Wrapped? { nil }
+}
+
+extension String: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { self }
+    public static func decode(postgresText: String) throws(PostgresError) -> String { postgresText }
+}
+
+extension Substring: PostgresEncodable {
+    public var postgresText: String? { String(self) }
+}
+
+extension Bool: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { self ? "t" : "f" }
+    public static func decode(postgresText: String) throws(PostgresError) -> Bool {
+        switch postgresText {
+        case "t", "true": return true
+        case "f", "false": return false
+        default: throw mismatch(postgresText)
+        }
+    }
+}
+
+extension Int: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { String(self) }
+    public static func decode(postgresText: String) throws(PostgresError) -> Int {
+        guard let value = Int(postgresText) else { throw mismatch(postgresText) }
+        return value
+    }
+}
+
+extension Int64: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { String(self) }
+    public static func decode(postgresText: String) throws(PostgresError) -> Int64 {
+        guard let value = Int64(postgresText) else { throw mismatch(postgresText) }
+        return value
+    }
+}
+
+extension Int32: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { String(self) }
+    public static func decode(postgresText: String) throws(PostgresError) -> Int32 {
+        guard let value = Int32(postgresText) else { throw mismatch(postgresText) }
+        return value
+    }
+}
+
+extension Int16: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { String(self) }
+    public static func decode(postgresText: String) throws(PostgresError) -> Int16 {
+        guard let value = Int16(postgresText) else { throw mismatch(postgresText) }
+        return value
+    }
+}
+
+extension Double: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? {
+        if isNaN { return "NaN" }
+        if isInfinite { return self > 0 ? "Infinity" : "-Infinity" }
+        return "\(self)"
+    }
+    public static func decode(postgresText: String) throws(PostgresError) -> Double {
+        switch postgresText {
+        case "NaN": return .nan
+        case "Infinity": return .infinity
+        case "-Infinity": return -.infinity
+        default:
+            guard let value = Double(postgresText) else { throw mismatch(postgresText) }
+            return value
+        }
+    }
+}
+
+extension UUID: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { uuidString.lowercased() }
+    public static func decode(postgresText: String) throws(PostgresError) -> UUID {
+        guard let value = UUID(uuidString: postgresText) else { throw mismatch(postgresText) }
+        return value
+    }
+}
+
+extension JSONValue: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String? { jsonText }
+    public static func decode(postgresText: String) throws(PostgresError) -> JSONValue {
+        do {
+            return try JSONValue.parse(postgresText, limits: JSONParseLimits(maxDepth: 10_000, maxBytes: Int.max))
+        } catch {
+            throw PostgresError(code: .decoding, message: "invalid JSON from the server: \(error)")
+        }
+    }
+}
+
+/// A `numeric` value, kept as its exact decimal text (PostgreSQL's `numeric` holds far more
+/// digits than any Swift number type).
+public struct PostgresNumeric: Sendable, Hashable, PostgresEncodable, PostgresDecodable, CustomStringConvertible {
+    /// The decimal text as PostgreSQL writes it (`-12.50`, `30000`, `NaN`).
+    public let text: String
+    public init(_ text: String) { self.text = text }
+    public var postgresText: String? { text }
+    public var description: String { text }
+    public static func decode(postgresText: String) throws(PostgresError) -> PostgresNumeric {
+        PostgresNumeric(postgresText)
+    }
+}
+
+/// A one-dimensional array parameter (`text[]`, `uuid[]`, `bigint[]`…), sent as an array literal.
+extension Array: PostgresEncodable where Element: PostgresEncodable {
+    public var postgresText: String? {
+        var out = "{"
+        for (i, element) in enumerated() {
+            if i > 0 { out += "," }
+            guard let text = element.postgresText else {
+                out += "NULL"
+                continue
+            }
+            out += "\""
+            for scalar in text.unicodeScalars {
+                if scalar == "\"" || scalar == "\\" { out += "\\" }
+                out.unicodeScalars.append(scalar)
+            }
+            out += "\""
+        }
+        out += "}"
+        return out
+    }
+}
+
+extension Date: PostgresEncodable, PostgresDecodable {
+    /// ISO 8601 in UTC with microseconds, which `timestamptz` reads exactly.
+    public var postgresText: String? { PostgresTimestamp.format(self) }
+
+    public static func decode(postgresText: String) throws(PostgresError) -> Date {
+        guard let date = PostgresTimestamp.parse(postgresText) else { throw mismatch(postgresText) }
+        return date
+    }
+}
+
+/// Reads and writes `timestamptz` text without Foundation's formatters (slow and locale-bound).
+public enum PostgresTimestamp {
+    /// Formats a date as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    public static func format(_ date: Date) -> String {
+        let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
+        let total = Int64(micros)
+        var seconds = total / 1_000_000
+        var fraction = total % 1_000_000
+        if fraction < 0 {
+            fraction += 1_000_000
+            seconds -= 1
+        }
+        var days = seconds / 86_400
+        var secondOfDay = seconds % 86_400
+        if secondOfDay < 0 {
+            secondOfDay += 86_400
+            days -= 1
+        }
+        let (y, m, d) = civil(fromDays: days)
+        func pad(_ v: Int64, _ width: Int) -> String {
+            let s = String(v)
+            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+        }
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):"
+            + "\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(fraction, 6))Z"
+    }
+
+    /// Parses PostgreSQL's ISO output (`2026-11-25 20:06:08.123456+00`, `…+05:30`) or ISO 8601 with `T`/`Z`.
+    public static func parse(_ text: String) -> Date? {
+        let bytes = Array(text.utf8)
+        var i = 0
+        func number(_ count: Int) -> Int64? {
+            guard i + count <= bytes.count else { return nil }
+            var v: Int64 = 0
+            for _ in 0..<count {
+                let c = bytes[i]
+                guard c >= 48, c <= 57 else { return nil }
+                v = v * 10 + Int64(c - 48)
+                i += 1
+            }
+            return v
+        }
+        func expect(_ c: UInt8) -> Bool {
+            guard i < bytes.count, bytes[i] == c else { return false }
+            i += 1
+            return true
+        }
+        guard let y = number(4), expect(45), let mo = number(2), expect(45), let d = number(2) else { return nil }
+        guard i < bytes.count, bytes[i] == 32 || bytes[i] == 84 else { return nil }
+        i += 1
+        guard let h = number(2), expect(58), let mi = number(2), expect(58), let s = number(2) else { return nil }
+        var micros: Int64 = 0
+        if expect(46) {
+            var digits = 0
+            while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 {
+                if digits < 6 { micros = micros * 10 + Int64(bytes[i] - 48) }
+                digits += 1
+                i += 1
+            }
+            for _ in digits..<max(digits, 6) { micros *= 10 }
+        }
+        var offset: Int64 = 0
+        if i < bytes.count {
+            if bytes[i] == 90 {  // Z
+                i += 1
+            } else if bytes[i] == 43 || bytes[i] == 45 {
+                let sign: Int64 = bytes[i] == 45 ? -1 : 1
+                i += 1
+                guard let oh = number(2) else { return nil }
+                var om: Int64 = 0
+                var os: Int64 = 0
+                if expect(58) {
+                    guard let m = number(2) else { return nil }
+                    om = m
+                    if expect(58) {
+                        guard let sec = number(2) else { return nil }
+                        os = sec
+                    }
+                }
+                offset = sign * (oh * 3600 + om * 60 + os)
+            }
+        }
+        guard i == bytes.count else { return nil }
+        let days = days(fromCivil: y, mo, d)
+        let seconds = days * 86_400 + h * 3600 + mi * 60 + s - offset
+        return Date(timeIntervalSince1970: Double(seconds) + Double(micros) / 1_000_000)
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civil(fromDays days: Int64) -> (Int64, Int64, Int64) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp + (mp < 10 ? 3 : -9)
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+}
+
+/// The rows a statement returned, copied out of libpq's result.
+public struct PostgresRows: Sendable, RandomAccessCollection {
+    /// The column names, in order.
+    public let columns: [String]
+    /// The rows.
+    public let rows: [PostgresRow]
+    /// The number of rows the statement affected (`UPDATE`, `DELETE`, `INSERT`…), or returned.
+    public let affectedRows: Int
+
+    public var startIndex: Int { rows.startIndex }
+    public var endIndex: Int { rows.endIndex }
+    public subscript(position: Int) -> PostgresRow { rows[position] }
+}
+
+/// The column positions of a result, shared by its rows.
+final class ColumnIndex: Sendable {
+    let positions: [String: Int]
+    init(_ columns: [String]) {
+        var positions: [String: Int] = [:]
+        for (i, name) in columns.enumerated() where positions[name] == nil { positions[name] = i }
+        self.positions = positions
+    }
+}
+
+/// One result row: text values by column, decoded on demand into typed Swift values.
+public struct PostgresRow: Sendable {
+    let index: ColumnIndex
+    /// The raw text of each column, nil for SQL NULL.
+    public let values: [String?]
+
+    /// Decodes the named column; a missing column or a mismatching value throws ``PostgresError/Code/decoding``.
+    public func decode<T: PostgresDecodable>(_ type: T.Type = T.self, _ column: String) throws(PostgresError) -> T {
+        guard let position = index.positions[column] else {
+            throw PostgresError(code: .decoding, message: "no column \(column) in the result")
+        }
+        return try decode(type, at: position)
+    }
+
+    /// Decodes the column at `position`.
+    public func decode<T: PostgresDecodable>(_ type: T.Type = T.self, at position: Int) throws(PostgresError) -> T {
+        guard values.indices.contains(position) else {
+            throw PostgresError(code: .decoding, message: "no column \(position) in the result")
+        }
+        guard let text = values[position] else { return try T.decodeNull() }
+        return try T.decode(postgresText: text)
+    }
+}

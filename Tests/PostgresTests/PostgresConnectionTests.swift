@@ -1,0 +1,300 @@
+import Foundation
+import JSON
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("PostgreSQL layer against a real server")
+struct PostgresConnectionTests {
+    @Test("parameters round-trip through the server unchanged", arguments: [
+        "plain", "ñandú, São Paulo, Łódź", "emoji 👩🏽‍💻🇨🇱", "quotes ' \" `$1` \\ backslash", "",
+        "tab\tnewline\ncarriage\rreturn",
+    ])
+    func textRoundTrip(text: String) async throws {
+        let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
+        let echoed = try await connection.run { c in
+            try c.query("SELECT $1::text AS value, length($1::text) AS length", [text])[0]
+        }
+        #expect(try echoed.decode(String.self, "value") == text)
+        #expect(try echoed.decode(Int.self, "length") == text.unicodeScalars.count)
+    }
+
+    @Test("a 1 MB text parameter round-trips")
+    func largeText() async throws {
+        let text = String(repeating: "ñ0123456789", count: 100_000)
+        let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
+        let echoed = try await connection.run { c in try c.query("SELECT $1::text AS value", [text])[0] }
+        #expect(try echoed.decode(String.self, "value") == text)
+    }
+
+    @Test("NULLs, numbers, booleans, uuids, timestamps and jsonb round-trip")
+    func typedRoundTrip() async throws {
+        let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
+        let id = UUID()
+        let when = Date(timeIntervalSince1970: 1_764_100_000.123456)
+        let json: JSONValue = ["name": "María", "n": .number(JSONNumber(text: "123456789012345678901234567890.5")!),
+                               "list": [1, true, nil, "x"], "nested": ["a": ["b": "c"]]]
+        let row = try await connection.run { c in
+            try c.query(
+                """
+                SELECT $1::text AS null_text, $2::bigint AS big, $3::int AS small, $4::numeric AS num,
+                       $5::boolean AS flag, $6::uuid AS id, $7::timestamptz AS at, $8::jsonb AS doc,
+                       $9::double precision AS dbl, $10::text[] AS list
+                """,
+                [String?.none, Int64.max, Int32.min, PostgresNumeric("-12345678901234567890.000000001"), true, id,
+                 when, json, 0.1, ["a", "b,c", "\"q\"", "back\\slash"]])[0]
+        }
+        #expect(try row.decode(String?.self, "null_text") == nil)
+        #expect(throws: PostgresError.self) { try row.decode(String.self, "null_text") }
+        #expect(try row.decode(Int64.self, "big") == Int64.max)
+        #expect(try row.decode(Int32.self, "small") == Int32.min)
+        #expect(try row.decode(PostgresNumeric.self, "num").text == "-12345678901234567890.000000001")
+        #expect(try row.decode(Bool.self, "flag"))
+        #expect(try row.decode(UUID.self, "id") == id)
+        let at = try row.decode(Date.self, "at")
+        #expect(abs(at.timeIntervalSince1970 - when.timeIntervalSince1970) < 0.000_002)
+        #expect(try row.decode(JSONValue.self, "doc") == json)
+        #expect(try row.decode(Double.self, "dbl") == 0.1)
+        #expect(try row.decode(String.self, "list") == #"{a,"b,c","\"q\"","back\\slash"}"#)
+    }
+
+    @Test("timestamps parse in every offset form the server writes")
+    func timestampForms() throws {
+        let utc = try #require(PostgresTimestamp.parse("2026-11-25 20:06:08.5+00"))
+        #expect(utc.timeIntervalSince1970 == 1_795_637_168.5)
+        #expect(PostgresTimestamp.parse("2026-11-25 17:06:08.5-03")?.timeIntervalSince1970 == 1_795_637_168.5)
+        #expect(PostgresTimestamp.parse("2026-11-26 01:36:08.5+05:30")?.timeIntervalSince1970 == 1_795_637_168.5)
+        #expect(PostgresTimestamp.parse("2026-11-25T20:06:08.500000Z")?.timeIntervalSince1970 == 1_795_637_168.5)
+        #expect(PostgresTimestamp.format(utc) == "2026-11-25T20:06:08.500000Z")
+        #expect(PostgresTimestamp.parse("1969-12-31 23:59:59+00")?.timeIntervalSince1970 == -1)
+        #expect(PostgresTimestamp.parse("yesterday") == nil)
+    }
+
+    @Test("a string holding NUL is refused before it reaches the server")
+    func nulParameter() async throws {
+        let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
+        await #expect(throws: PostgresError.self) {
+            try await connection.run { c in try c.query("SELECT $1::text", ["a\u{0}b"]) }
+        }
+    }
+
+    @Test("a server error carries its SQLSTATE, constraint and table")
+    func serverError() async throws {
+        try await TestDatabase.withScratch(migrated: false) { configuration in
+            let connection = try await PostgresConnection.connect(configuration)
+            let error = try await connection.run { c -> PostgresError in
+                try c.executeScript("CREATE TABLE t (id int CONSTRAINT t_pkey PRIMARY KEY)")
+                try c.execute("INSERT INTO t VALUES ($1)", [1])
+                do {
+                    try c.execute("INSERT INTO t VALUES ($1)", [1])
+                } catch let error as PostgresError {
+                    return error
+                }
+                throw TestSetupError(message: "the duplicate insert succeeded")
+            }
+            #expect(error.code == .server)
+            #expect(error.sqlState == .uniqueViolation)
+            #expect(error.constraint == "t_pkey")
+            #expect(error.table == "t")
+            #expect(!error.isTransient)
+            #expect(error.detail?.contains("(id)=(1)") == true)
+            #expect(!error.description.contains("(id)=(1)"), "row values stay out of log lines")
+
+            let syntax = await #expect(throws: PostgresError.self) {
+                try await connection.run { c in try c.query("SELEC 1") }
+            }
+            #expect(syntax?.sqlState == "42601")
+        }
+    }
+
+    @Test("a terminated backend is reported as transient, and the next call reconnects")
+    func reconnectAfterTermination() async throws {
+        let configuration = try TestDatabase.serverConfiguration()
+        let connection = try await PostgresConnection.connect(configuration)
+        let admin = try await PostgresConnection.connect(configuration)
+        let pid = try await connection.backendPID()
+        try await admin.run { a in _ = try a.query("SELECT pg_terminate_backend($1)", [pid]) }
+        try await Task.sleep(for: .milliseconds(100))
+        let error = await #expect(throws: PostgresError.self) {
+            try await connection.run { c in try c.query("SELECT 1") }
+        }
+        #expect(error?.isTransient == true)
+        #expect(error?.code == .connection)
+        let one = try await connection.run { c in try c.query("SELECT 1 AS one")[0].decode(Int.self, "one") }
+        #expect(one == 1)
+        #expect(await connection.reconnects == 1)
+        #expect(try await connection.backendPID() != pid)
+    }
+
+    @Test("a connection lost inside a transaction fails the transaction and never continues outside it")
+    func lostInsideTransaction() async throws {
+        try await TestDatabase.withScratch(migrated: false) { configuration in
+            let connection = try await PostgresConnection.connect(configuration)
+            let admin = try await PostgresConnection.connect(configuration)
+            try await connection.run { c in try c.executeScript("CREATE TABLE t (v int)") }
+            let pid = try await connection.backendPID()
+            await #expect(throws: PostgresError.self) {
+                try await connection.run { c in
+                    try await c.withTransaction { c in
+                        try c.execute("INSERT INTO t VALUES ($1)", [1])
+                        try await admin.run { a in _ = try a.query("SELECT pg_terminate_backend($1)", [pid]) }
+                        try await Task.sleep(for: .milliseconds(100))
+                        do { try c.execute("INSERT INTO t VALUES ($1)", [2]) } catch {}
+                        // The session is gone: this must not run in autocommit on a new session.
+                        try c.execute("INSERT INTO t VALUES ($1)", [3])
+                    }
+                }
+            }
+            let count = try await connection.run { c in try c.query("SELECT count(*) AS n FROM t")[0].decode(Int.self, "n") }
+            #expect(count == 0)
+        }
+    }
+
+    @Test("transactions commit or roll back, and savepoints isolate one failure")
+    func transactionsAndSavepoints() async throws {
+        try await TestDatabase.withScratch(migrated: false) { configuration in
+            let connection = try await PostgresConnection.connect(configuration)
+            let values = try await connection.run { c -> [Int] in
+                try c.executeScript("CREATE TABLE t (v int PRIMARY KEY)")
+                try await c.withTransaction { c in
+                    try c.execute("INSERT INTO t VALUES ($1)", [1])
+                    try? await c.withSavepoint { c in
+                        try c.execute("INSERT INTO t VALUES ($1)", [2])
+                        try c.execute("INSERT INTO t VALUES ($1)", [1])  // fails: duplicate
+                    }
+                    try c.execute("INSERT INTO t VALUES ($1)", [3])
+                }
+                do {
+                    try await c.withTransaction { c in
+                        try c.execute("INSERT INTO t VALUES ($1)", [4])
+                        throw TestSetupError(message: "abort")
+                    }
+                } catch is TestSetupError {}
+                let stillInTransaction = c.inTransaction
+                #expect(!stillInTransaction)
+                return try c.query("SELECT v FROM t ORDER BY v").map { try $0.decode(Int.self, "v") }
+            }
+            #expect(values == [1, 3])
+        }
+    }
+
+    @Test("a NOTIFY reaches a waiting listener within 100 ms")
+    func notifyLatency() async throws {
+        let configuration = try TestDatabase.serverConfiguration()
+        let listener = try await PostgresConnection.connect(configuration)
+        let sender = try await PostgresConnection.connect(configuration)
+        let channel = "test_\(UInt32.random(in: 0...UInt32.max))"
+        try await listener.listen(channel)
+        let waiting = Task { () -> (ContinuousClock.Instant, [PostgresNotification]) in
+            let received = try await listener.waitForNotifications(timeout: .seconds(5))
+            return (ContinuousClock.now, received)
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let sent = ContinuousClock.now
+        try await sender.run { s in _ = try s.query("SELECT pg_notify($1, $2)", [channel, "hello"]) }
+        let (arrived, received) = try await waiting.value
+        #expect(received.map(\.payload) == ["hello"])
+        #expect(arrived - sent < .milliseconds(100), "latency \(arrived - sent)")
+    }
+
+    @Test("wakeUp ends a notification wait at once")
+    func wakeUp() async throws {
+        let listener = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
+        try await listener.listen("never_used")
+        let start = ContinuousClock.now
+        let waiting = Task { try await listener.waitForNotifications(timeout: .seconds(10)) }
+        try await Task.sleep(for: .milliseconds(50))
+        listener.wakeUp()
+        #expect(try await waiting.value.isEmpty)
+        #expect(ContinuousClock.now - start < .seconds(2))
+    }
+
+    @Test("COPY FROM STDIN writes 100,000 rows with escaping intact")
+    func copy() async throws {
+        try await TestDatabase.withScratch(migrated: false) { configuration in
+            let connection = try await PostgresConnection.connect(configuration)
+            let (copied, count, tricky) = try await connection.run { c -> (Int, Int, String?) in
+                try c.executeScript("CREATE TABLE t (id int, note text)")
+                let rows = (0..<100_000).lazy.map { i -> [String?] in
+                    [String(i), i == 7 ? "tab\there\nnew \\N line\\" : (i % 10 == 0 ? nil : "row \(i)")]
+                }
+                let copied = try c.copyFrom("COPY t (id, note) FROM STDIN", rows: rows)
+                let count = try c.query("SELECT count(*) AS n FROM t")[0].decode(Int.self, "n")
+                let tricky = try c.query("SELECT note FROM t WHERE id = $1", [7])[0].decode(String?.self, "note")
+                return (copied, count, tricky)
+            }
+            #expect(copied == 100_000)
+            #expect(count == 100_000)
+            #expect(tricky == "tab\there\nnew \\N line\\")
+        }
+    }
+
+    @Test("a COPY with a bad row reports the server's error and leaves the connection usable")
+    func copyFailure() async throws {
+        try await TestDatabase.withScratch(migrated: false) { configuration in
+            let connection = try await PostgresConnection.connect(configuration)
+            try await connection.run { c in try c.executeScript("CREATE TABLE t (id int)") }
+            let error = await #expect(throws: PostgresError.self) {
+                try await connection.run { c in try c.copyFrom("COPY t (id) FROM STDIN", rows: [["1"], ["x"]]) }
+            }
+            #expect(error?.sqlState == "22P02")
+            let n = try await connection.run { c in try c.query("SELECT count(*) AS n FROM t")[0].decode(Int.self, "n") }
+            #expect(n == 0)
+        }
+    }
+
+    @Test("the password never appears in a description or an error")
+    func passwordIsHidden() async throws {
+        let server = try TestDatabase.serverConfiguration()
+        let secret = "s3cr3t-Pa55word"
+        let configuration = server.with("password", secret).with("user", "no_such_role_\(secret)")
+        #expect(!configuration.description.contains(secret) || configuration.description.contains("user="))
+        #expect(!server.with("password", secret).description.contains(secret))
+        let error = await #expect(throws: PostgresError.self) {
+            _ = try await PostgresConnection.connect(server.with("password", secret).with("port", "1"))
+        }
+        #expect(error?.code == .connection)
+        #expect(error?.isTransient == true)
+        #expect(!(error?.description.contains(secret) ?? true))
+        let malformed = "postgresql://a:\(secret)@host/db?no_such_option=\(secret)"
+        let parseError = #expect(throws: PostgresError.self) { try PostgresConfiguration(malformed) }
+        #expect(parseError?.code == .configuration)
+        #expect(!(parseError?.description.contains(secret) ?? true), "\(parseError.map(String.init(describing:)) ?? "")")
+    }
+
+    @Test("URI and key=value connection strings both pass every libpq option through")
+    func connectionStrings() throws {
+        let uri = try PostgresConfiguration(
+            "postgresql://worker:pw@db.internal:6432/crm?sslmode=verify-full&application_name=upsert-worker")
+        #expect(uri.options["host"] == "db.internal")
+        #expect(uri.options["port"] == "6432")
+        #expect(uri.options["sslmode"] == "verify-full")
+        #expect(uri.options["application_name"] == "upsert-worker")
+        #expect(uri.database == "crm")
+        let pairs = try PostgresConfiguration("host=/run/postgresql dbname='my db' sslmode=require")
+        #expect(pairs.options["dbname"] == "my db")
+        let rebuilt = try PostgresConfiguration(pairs.connectionString)
+        #expect(rebuilt.options == pairs.options)
+    }
+
+    @Test("the pool lends at most its size, and every caller gets a turn")
+    func pool() async throws {
+        let pool = PostgresConnectionPool(configuration: try TestDatabase.serverConfiguration(), size: 3)
+        let pids = try await withThrowingTaskGroup(of: Int32.self) { group in
+            for _ in 0..<30 {
+                group.addTask {
+                    try await pool.withConnection { c in
+                        let pid = try c.backendPID()
+                        _ = try c.query("SELECT pg_sleep(0.01)")
+                        return pid
+                    }
+                }
+            }
+            var pids = Set<Int32>()
+            for try await pid in group { pids.insert(pid) }
+            return pids
+        }
+        #expect(pids.count <= 3)
+        await pool.close()
+    }
+}
