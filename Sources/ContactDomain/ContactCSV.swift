@@ -1,0 +1,60 @@
+import JSON
+
+/// Turns one CSV row of a CRM import into a `contact.upsert` payload.
+///
+/// Headers are the payload's field names (`channel`, `contact_phone_number`, `contact_name`…).
+/// Two prefixes reach inside: `meta_data.KEY` sets a member of `meta_data`, and
+/// `custom_field_values.KEY` (or `cf.KEY`) adds `{"key": KEY, "value": …}`. A column named
+/// `meta_data` or `custom_field_values` may also hold the whole value as JSON. An empty cell
+/// is an absent field. Values stay strings: the worker's rules parse them.
+public enum ContactCSV {
+    /// A row that cannot become a payload.
+    public struct RowError: Error, Sendable {
+        public let message: String
+    }
+
+    public static func payload(headers: [String], fields: [String]) -> Result<JSONValue, RowError> {
+        var object: [String: JSONValue] = [:]
+        var meta: [String: JSONValue] = [:]
+        var customFields: [JSONValue] = []
+        for (header, field) in zip(headers, fields) {
+            let name = header.trimmingSpaces
+            if field.isEmpty || name.isEmpty { continue }
+            if let key = name.dropPrefix("meta_data.") {
+                meta[key] = .string(field)
+            } else if let key = name.dropPrefix("custom_field_values.") ?? name.dropPrefix("cf.") {
+                customFields.append(["key": .string(key), "value": .string(field)])
+            } else if name == "meta_data" || name == "custom_field_values" {
+                do {
+                    object[name] = try JSONValue.parse(field)
+                } catch {
+                    return .failure(RowError(message: "column \(name) is not valid JSON: \(error)"))
+                }
+            } else {
+                object[name] = .string(field)
+            }
+        }
+        if !meta.isEmpty {
+            var merged = object["meta_data"]?.objectValue ?? [:]
+            merged.merge(meta) { _, new in new }
+            object["meta_data"] = .object(merged)
+        }
+        if !customFields.isEmpty {
+            object["custom_field_values"] = .array((object["custom_field_values"]?.arrayValue ?? []) + customFields)
+        }
+        return .success(.object(object))
+    }
+}
+
+extension String {
+    func dropPrefix(_ prefix: String) -> String? {
+        hasPrefix(prefix) && count > prefix.count ? String(dropFirst(prefix.count)) : nil
+    }
+
+    var trimmingSpaces: String {
+        var view = Substring(self)
+        while let first = view.first, first.isWhitespace { view.removeFirst() }
+        while let last = view.last, last.isWhitespace { view.removeLast() }
+        return String(view)
+    }
+}

@@ -1,0 +1,98 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import JSON
+import Postgres
+
+/// The states of a job (CONTRACT.md section 2).
+///
+/// `ready` → `running` → `succeeded` | `ready` (a transient error, retried later) | `failed`.
+/// `cancelled` is set by an operator; `succeeded`, `failed` and `cancelled` are final.
+public enum JobState: String, Sendable, CaseIterable {
+    case ready, running, succeeded, failed, cancelled
+}
+
+/// A claimed job, as a handler sees it.
+public struct Job: Sendable {
+    /// The job id, increasing in enqueue order.
+    public let id: Int64
+    /// The named queue it was claimed from.
+    public let queue: String
+    /// Which handler runs it.
+    public let kind: String
+    /// The producer's JSON payload.
+    public let payload: JSONValue
+    /// The organization the job acts for; nil when a trusted producer left it to the handler.
+    public let clientID: UUID?
+    /// This attempt's number, starting at 1 (counted when the job was claimed).
+    public let attempt: Int
+    /// The attempts allowed before a transient failure becomes final.
+    public let maxAttempts: Int
+    /// The key that serializes this job with others, if any.
+    public let orderingKey: String?
+    /// When the job was enqueued.
+    public let createdAt: Date
+
+    public init(
+        id: Int64, queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, attempt: Int = 1,
+        maxAttempts: Int = 10, orderingKey: String? = nil, createdAt: Date = Date()
+    ) {
+        self.id = id
+        self.queue = queue
+        self.kind = kind
+        self.payload = payload
+        self.clientID = clientID
+        self.attempt = attempt
+        self.maxAttempts = maxAttempts
+        self.orderingKey = orderingKey
+        self.createdAt = createdAt
+    }
+
+    init(row: PostgresRow) throws(PostgresError) {
+        self.init(
+            id: try row.decode(Int64.self, "id"),
+            queue: try row.decode(String.self, "queue"),
+            kind: try row.decode(String.self, "kind"),
+            payload: try row.decode(JSONValue.self, "payload"),
+            clientID: try row.decode(UUID?.self, "client_id"),
+            attempt: try row.decode(Int.self, "attempts"),
+            maxAttempts: try row.decode(Int.self, "max_attempts"),
+            orderingKey: try row.decode(String?.self, "ordering_key"),
+            createdAt: try row.decode(Date.self, "created_at"))
+    }
+}
+
+/// A job to enqueue. Only the payload, queue and kind are required; everything else has the
+/// table's defaults.
+public struct NewJob: Sendable {
+    public var queue: String
+    public var kind: String
+    public var payload: JSONValue
+    public var clientID: UUID?
+    /// Unique per queue: a repeated key enqueues nothing and returns the first job's id.
+    public var idempotencyKey: String?
+    /// Jobs with the same key never run at the same time, and run in id order.
+    public var orderingKey: String?
+    /// Smaller runs first.
+    public var priority: Int16
+    /// Not claimed before this time; nil means now.
+    public var runAt: Date?
+    public var maxAttempts: Int
+
+    public init(
+        queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, idempotencyKey: String? = nil,
+        orderingKey: String? = nil, priority: Int16 = 0, runAt: Date? = nil, maxAttempts: Int = 10
+    ) {
+        self.queue = queue
+        self.kind = kind
+        self.payload = payload
+        self.clientID = clientID
+        self.idempotencyKey = idempotencyKey
+        self.orderingKey = orderingKey
+        self.priority = priority
+        self.runAt = runAt
+        self.maxAttempts = maxAttempts
+    }
+}

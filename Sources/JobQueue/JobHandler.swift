@@ -1,0 +1,23 @@
+import JSON
+import Logging
+import Postgres
+
+/// Runs the jobs of one kind.
+///
+/// The worker calls ``handle(_:on:logger:)`` inside the transaction that will also record the
+/// job's outcome, in a savepoint of its own: every row the handler writes through
+/// `connection` commits together with `succeeded`, or not at all. A handler that throws
+/// leaves nothing behind; what it threw decides between `failed` and a retry (see
+/// ``JobFailure/classify(_:)``).
+///
+/// A lost race with another transaction (a unique or foreign-key violation, a deadlock or a
+/// serialization failure) re-runs the handler at once in a fresh savepoint, a few times,
+/// before it counts as a failure: handlers written as "look up, then insert" need no retry
+/// loop of their own.
+public protocol JobHandler: Sendable {
+    /// The `kind` this handler runs.
+    var kind: String { get }
+
+    /// Does the job's work and returns the result to store on the job.
+    func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue
+}

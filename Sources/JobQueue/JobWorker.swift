@@ -1,0 +1,379 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import JSON
+import Logging
+import Postgres
+import ServiceLifecycle
+import Synchronization
+
+/// How a ``JobWorker`` works; every field has a documented default.
+public struct WorkerConfiguration: Sendable {
+    /// The queues served. Default: `["contacts"]`.
+    public var queues: [String] = ["contacts"]
+    /// Batches in flight at once, each on its own connection. Default: 4.
+    public var concurrency: Int = 4
+    /// The most jobs claimed and run in one transaction (a savepoint each). Default: 10.
+    public var batchSize: Int = 10
+    /// How long a claimed job stays leased without a heartbeat. Default: 60 s.
+    public var lease: Duration = .seconds(60)
+    /// The fallback poll for lost notifications and scheduled retries. Default: 1 s.
+    public var pollInterval: Duration = .seconds(1)
+    /// Exit once no job of the queues is ready to run now or running. Default: false.
+    public var drain: Bool = false
+    /// On shutdown, how long in-flight batches may take to finish. Default: 30 s.
+    public var shutdownGracePeriod: Duration = .seconds(30)
+    /// Delays between attempts after transient failures.
+    public var retryPolicy = RetryPolicy()
+    /// Immediate re-runs of a job that lost a race (unique or foreign-key violation, deadlock,
+    /// serialization failure) before the failure counts. Default: 3.
+    public var immediateRetries: Int = 3
+    /// This worker's identity in `locked_by`. Default: host, process id and a random suffix.
+    public var workerID: String = WorkerConfiguration.defaultWorkerID()
+
+    public init() {}
+
+    /// `host:pid:random`, unique per process.
+    public static func defaultWorkerID() -> String {
+        let host = ProcessInfo.processInfo.hostName
+        let pid = ProcessInfo.processInfo.processIdentifier
+        return "\(host):\(pid):\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+    }
+}
+
+/// Claims and runs jobs until shut down (or, with `drain`, until no work is left).
+///
+/// `concurrency` slots each claim a batch with `FOR UPDATE SKIP LOCKED`, run it in one
+/// transaction (a savepoint per job, so one job's failure never touches another) and record
+/// every outcome with one fenced statement in that same transaction. Idle slots sleep until
+/// a `NOTIFY` on `queue_jobs`, the fallback poll, or shutdown. A housekeeping task extends the
+/// leases this worker holds and rescues jobs whose worker died.
+///
+/// On graceful shutdown (SIGTERM/SIGINT through swift-service-lifecycle) the slots stop
+/// claiming, finish the batch in hand within the grace period, and any job still held goes
+/// back to `ready`.
+public final class JobWorker: Service, Sendable {
+    public let configuration: WorkerConfiguration
+    let pool: PostgresConnectionPool
+    let handlers: [String: any JobHandler]
+    let logger: Logger
+    let bell = Doorbell()
+    private let stopping = Atomic<Bool>(false)
+    private let listenerBox = Mutex<PostgresConnection?>(nil)
+
+    /// A worker over `database`, with one pooled connection per slot plus one for
+    /// housekeeping, and a dedicated one for LISTEN.
+    public init(
+        configuration: WorkerConfiguration, database: PostgresConfiguration, handlers: [any JobHandler],
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.pool = PostgresConnectionPool(
+            configuration: database, size: configuration.concurrency + 1, logger: logger)
+        var byKind: [String: any JobHandler] = [:]
+        for handler in handlers { byKind[handler.kind] = handler }
+        self.handlers = byKind
+        self.logger = logger
+    }
+
+    /// Asks the worker to stop claiming and return once in-flight batches are done.
+    public func stop() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        listenerBox.withLock { $0 }?.wakeUp()
+        Task { await bell.ring() }
+    }
+
+    var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
+
+    public func run() async throws {
+        var workerLogger = self.logger
+        workerLogger[metadataKey: "worker.id"] = "\(configuration.workerID)"
+        let logger = workerLogger
+        logger.info(
+            "worker started",
+            metadata: [
+                "worker.queues": "\(configuration.queues.joined(separator: ","))",
+                "worker.concurrency": "\(configuration.concurrency)",
+                "worker.batch_size": "\(configuration.batchSize)",
+                "worker.drain": "\(configuration.drain)",
+            ])
+        await withGracefulShutdownHandler {
+            await self.work(logger: logger)
+        } onGracefulShutdown: {
+            logger.info("shutdown requested: finishing in-flight jobs")
+            self.stop()
+        }
+        do {
+            let released = try await pool.withConnection { [configuration] connection in
+                try QueueStore.release(worker: configuration.workerID, on: connection)
+            }
+            if released > 0 { logger.notice("released unfinished jobs", metadata: ["jobs.released": "\(released)"]) }
+        } catch {
+            logger.warning("could not release held jobs; their leases will expire", metadata: ["error": "\(error)"])
+        }
+        await pool.close()
+        logger.info("worker stopped")
+    }
+
+    private func work(logger: Logger) async {
+        await withTaskGroup(of: Void.self) { background in
+            background.addTask { await self.listenLoop(logger: logger) }
+            background.addTask { await self.housekeepingLoop(logger: logger) }
+            await withTaskGroup(of: Void.self) { slots in
+                for slot in 0..<max(1, configuration.concurrency) {
+                    slots.addTask { await self.slotLoop(slot: slot, logger: logger) }
+                }
+                let grace = Task {
+                    while !self.isStopping { try await Task.sleep(for: .milliseconds(50)) }
+                    try await Task.sleep(for: self.configuration.shutdownGracePeriod)
+                    logger.error("grace period over with batches still running; their leases will expire")
+                }
+                await slots.waitForAll()
+                grace.cancel()
+            }
+            stop()
+            background.cancelAll()
+        }
+    }
+
+    // MARK: Slots
+
+    private func slotLoop(slot: Int, logger: Logger) async {
+        var failures = 0
+        while !isStopping {
+            let seen = await bell.generation
+            let jobs: [Job]
+            do {
+                jobs = try await pool.withConnection { [configuration] connection in
+                    try QueueStore.claim(
+                        queues: configuration.queues, limit: configuration.batchSize, worker: configuration.workerID,
+                        lease: configuration.lease, on: connection)
+                }
+                failures = 0
+            } catch {
+                failures += 1
+                logger.warning(
+                    "claim failed; retrying", metadata: ["error": "\(error)", "worker.slot": "\(slot)"])
+                await pause(afterFailures: failures)
+                continue
+            }
+            if jobs.isEmpty {
+                if configuration.drain {
+                    let pending = try? await pool.withConnection { [configuration] connection in
+                        try QueueStore.hasPendingWork(queues: configuration.queues, on: connection)
+                    }
+                    if pending == false {
+                        logger.info("drained: no job ready to run or running")
+                        stop()
+                        return
+                    }
+                }
+                await bell.wait(after: seen)
+                continue
+            }
+            await process(jobs, logger: logger)
+            await bell.ring()
+        }
+    }
+
+    private func pause(afterFailures failures: Int) async {
+        let milliseconds = min(5000, 100 << min(failures, 6))
+        let deadline = ContinuousClock.now + .milliseconds(milliseconds)
+        while !isStopping, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Runs one claimed batch in one transaction and records every outcome in it.
+    func process(_ jobs: [Job], logger: Logger) async {
+        let started = ContinuousClock.now
+        let configuration = self.configuration
+        let handlers = self.handlers
+        do {
+            let (finished, skipped) = try await pool.withConnection { connection in
+                try await connection.withTransaction { connection in
+                    let owned = try QueueStore.lockOwned(
+                        ids: jobs.map(\.id), worker: configuration.workerID, on: connection)
+                    var outcomes: [(id: Int64, outcome: QueueStore.Outcome)] = []
+                    var durations: [Duration] = []
+                    var skipped: [Int64] = []
+                    for job in jobs {
+                        guard owned.contains(job.id) else {
+                            skipped.append(job.id)
+                            continue
+                        }
+                        let jobStarted = ContinuousClock.now
+                        let outcome = try await Self.run(
+                            job, handler: handlers[job.kind], configuration: configuration, on: connection,
+                            logger: logger)
+                        outcomes.append((job.id, outcome))
+                        durations.append(ContinuousClock.now - jobStarted)
+                    }
+                    try QueueStore.finish(outcomes, worker: configuration.workerID, on: connection)
+                    return (zip(outcomes, durations).map { ($0.id, $0.outcome, $1) }, skipped)
+                }
+            }
+            for id in skipped {
+                logger.warning("lease lost before the job ran; left to its new owner", metadata: ["job.id": "\(id)"])
+            }
+            let byID = Dictionary(jobs.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            for (id, outcome, duration) in finished {
+                guard let job = byID[id] else { continue }
+                log(job, outcome, duration: duration, batchDuration: ContinuousClock.now - started, logger: logger)
+            }
+        } catch {
+            // The transaction itself failed (connection lost, commit failed): nothing of it
+            // was written. Record a retry for each job in a fresh transaction if possible;
+            // otherwise the leases expire and the jobs are rescued.
+            let failure = JobFailure.classify(error)
+            let outcomes = jobs.map { job in
+                (id: job.id, outcome: Self.outcome(for: failure, job: job, policy: configuration.retryPolicy))
+            }
+            logger.warning(
+                "batch transaction failed", metadata: ["error": "\(error)", "jobs.count": "\(jobs.count)"])
+            do {
+                try await pool.withConnection { connection in
+                    _ = try QueueStore.finish(outcomes, worker: configuration.workerID, on: connection)
+                }
+            } catch {
+                logger.warning(
+                    "could not record the failed batch; leases will expire", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Runs one job in a savepoint, re-running it at once after a lost race.
+    static func run(
+        _ job: Job, handler: (any JobHandler)?, configuration: WorkerConfiguration,
+        on connection: isolated PostgresConnection, logger: Logger
+    ) async throws -> QueueStore.Outcome {
+        guard let handler else { return .failed(.unknownKind(job.kind)) }
+        var jobLogger = logger
+        jobLogger[metadataKey: "job.id"] = "\(job.id)"
+        var attempt = 0
+        while true {
+            do {
+                let result = try await connection.withSavepoint { connection in
+                    try await handler.handle(job, on: connection, logger: jobLogger)
+                }
+                return .succeeded(result)
+            } catch let error as PostgresError where error.code == .connection || error.code == .transactionAborted {
+                throw error
+            } catch {
+                if Self.isLostRace(error), attempt < configuration.immediateRetries {
+                    attempt += 1
+                    jobLogger.debug("lost a race; running the job again", metadata: ["error": "\(error)"])
+                    continue
+                }
+                return outcome(for: JobFailure.classify(error), job: job, policy: configuration.retryPolicy)
+            }
+        }
+    }
+
+    static func outcome(for failure: JobFailure, job: Job, policy: RetryPolicy) -> QueueStore.Outcome {
+        if failure.isRetryable, job.attempt < job.maxAttempts {
+            return .retry(failure, after: policy.delay(afterAttempt: job.attempt))
+        }
+        return .failed(failure)
+    }
+
+    static func isLostRace(_ error: any Error) -> Bool {
+        guard let error = error as? PostgresError, let state = error.sqlState else { return false }
+        return [SQLState.uniqueViolation, .foreignKeyViolation, .deadlockDetected, .serializationFailure]
+            .contains(state)
+    }
+
+    private func log(
+        _ job: Job, _ outcome: QueueStore.Outcome, duration: Duration, batchDuration: Duration, logger: Logger
+    ) {
+        var metadata: Logger.Metadata = [
+            "job.id": "\(job.id)", "job.kind": "\(job.kind)", "job.attempt": "\(job.attempt)",
+            "job.duration_ms": "\(String(format: "%.2f", Double(duration.microseconds) / 1000))",
+            "batch.duration_ms": "\(batchDuration.milliseconds)",
+        ]
+        switch outcome {
+        case .succeeded:
+            metadata["job.outcome"] = "succeeded"
+            logger.info("job finished", metadata: metadata)
+        case .failed(let failure):
+            metadata["job.outcome"] = "failed"
+            metadata["job.error"] = "\(failure.code)"
+            logger.info("job finished", metadata: metadata)
+        case .retry(let failure, let delay):
+            metadata["job.outcome"] = "retry"
+            metadata["job.error"] = "\(failure.code)"
+            metadata["job.retry_in_ms"] = "\(delay.milliseconds)"
+            logger.info("job finished", metadata: metadata)
+        }
+    }
+
+    // MARK: Background
+
+    private func listenLoop(logger: Logger) async {
+        var failures = 0
+        while !isStopping {
+            do {
+                let listener = try await PostgresConnection.connect(pool.configuration, logger: logger)
+                listenerBox.withLock { $0 = listener }
+                try await listener.listen("queue_jobs")
+                failures = 0
+                await bell.ring()  // anything enqueued while we were not listening
+                while !isStopping {
+                    let received = try await listener.waitForNotifications(timeout: configuration.pollInterval)
+                    let reconnected = await listener.reconnects > 0
+                    if received.contains(where: { self.concerns($0.payload) }) || reconnected {
+                        await bell.ring()
+                    }
+                }
+                await listener.close()
+            } catch {
+                failures += 1
+                logger.warning("listener failed; reconnecting", metadata: ["error": "\(error)"])
+                await pause(afterFailures: failures)
+            }
+        }
+        listenerBox.withLock { $0 = nil }
+    }
+
+    private func concerns(_ payload: String) -> Bool {
+        payload.isEmpty || payload.split(separator: ",").contains { configuration.queues.contains(String($0)) }
+    }
+
+    private func housekeepingLoop(logger: Logger) async {
+        let heartbeatEvery = configuration.lease / 3
+        var lastHeartbeat = ContinuousClock.now
+        var lastRescue = ContinuousClock.now - .seconds(3600)
+        let rescueEvery = min(configuration.lease / 2, .seconds(5))
+        let tick = min(configuration.pollInterval, heartbeatEvery)
+        while !isStopping {
+            try? await Task.sleep(for: tick)
+            if isStopping { return }
+            await bell.ring()
+            let now = ContinuousClock.now
+            do {
+                if now - lastHeartbeat >= heartbeatEvery {
+                    lastHeartbeat = now
+                    try await pool.withConnection { [configuration] connection in
+                        _ = try QueueStore.heartbeat(
+                            worker: configuration.workerID, lease: configuration.lease, on: connection)
+                    }
+                }
+                if now - lastRescue >= rescueEvery {
+                    lastRescue = now
+                    let rescued = try await pool.withConnection { connection in
+                        try QueueStore.rescueExpired(on: connection)
+                    }
+                    if !rescued.isEmpty {
+                        logger.notice(
+                            "rescued jobs whose lease expired",
+                            metadata: ["jobs.rescued": "\(rescued.count)", "jobs.ids": "\(rescued.prefix(20))"])
+                    }
+                }
+            } catch {
+                logger.warning("housekeeping failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import JSON
+import Postgres
+
+/// Operator actions and the numbers behind `upsert-worker stats`.
+public enum QueueAdmin {
+    /// One row of `queue.stats`.
+    public struct StateCount: Sendable, Hashable {
+        public var queue: String
+        public var state: String
+        public var jobs: Int
+        public var oldestCreatedAt: Date?
+    }
+
+    /// What an operator wants to know at a glance.
+    public struct Stats: Sendable {
+        /// Jobs per queue and state.
+        public var counts: [StateCount]
+        /// Age in seconds of the oldest job ready to run now, per queue.
+        public var oldestReadyAgeSeconds: [String: Double]
+        /// Jobs that reached a final state in the last minute, per queue.
+        public var finishedLastMinute: [String: Int]
+        /// The most frequent error codes among failed jobs, with their counts.
+        public var topErrorCodes: [(code: String, jobs: Int)]
+
+        /// The stats as a JSON object (for `stats --json`).
+        public var json: JSONValue {
+            .object([
+                "counts": .array(counts.map { count in
+                    .object([
+                        "queue": .string(count.queue), "state": .string(count.state),
+                        "jobs": .number(JSONNumber(count.jobs)),
+                        "oldest_created_at": count.oldestCreatedAt.map { .string(PostgresTimestamp.format($0)) } ?? .null,
+                    ])
+                }),
+                "oldest_ready_age_seconds": .object(oldestReadyAgeSeconds.mapValues { .number(JSONNumber($0)) }),
+                "finished_last_minute": .object(finishedLastMinute.mapValues { .number(JSONNumber($0)) }),
+                "top_error_codes": .array(topErrorCodes.map {
+                    .object(["code": .string($0.code), "jobs": .number(JSONNumber($0.jobs))])
+                }),
+            ])
+        }
+    }
+
+    /// Reads the monitoring numbers.
+    public static func stats(on connection: isolated PostgresConnection) throws(PostgresError) -> Stats {
+        let counts = try connection.query(
+            "SELECT queue, state, jobs, oldest_created_at FROM queue.stats ORDER BY queue, state"
+        ).map { row throws(PostgresError) in
+            StateCount(
+                queue: try row.decode(String.self, "queue"), state: try row.decode(String.self, "state"),
+                jobs: try row.decode(Int.self, "jobs"), oldestCreatedAt: try row.decode(Date?.self, "oldest_created_at"))
+        }
+        var oldest: [String: Double] = [:]
+        for row in try connection.query(
+            """
+            SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS age
+            FROM queue.jobs WHERE state = 'ready' AND run_at <= now() GROUP BY queue
+            """)
+        {
+            oldest[try row.decode(String.self, "queue")] = try row.decode(Double.self, "age")
+        }
+        var finished: [String: Int] = [:]
+        for row in try connection.query(
+            """
+            SELECT queue, count(*) AS jobs FROM queue.jobs
+            WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at >= now() - interval '1 minute'
+            GROUP BY queue
+            """)
+        {
+            finished[try row.decode(String.self, "queue")] = try row.decode(Int.self, "jobs")
+        }
+        let top = try connection.query(
+            """
+            SELECT last_error ->> 'code' AS code, count(*) AS jobs FROM queue.jobs
+            WHERE state = 'failed' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5
+            """
+        ).map { row throws(PostgresError) in
+            (code: try row.decode(String?.self, "code") ?? "unknown", jobs: try row.decode(Int.self, "jobs"))
+        }
+        return Stats(counts: counts, oldestReadyAgeSeconds: oldest, finishedLastMinute: finished, topErrorCodes: top)
+    }
+
+    /// Moves one failed or cancelled job back to `ready`, with a fresh set of attempts.
+    /// Returns false when the job does not exist or is not failed/cancelled.
+    public static func retry(job id: Int64, on connection: isolated PostgresConnection) throws(PostgresError) -> Bool {
+        try connection.execute(
+            """
+            WITH retried AS (
+                UPDATE queue.jobs SET state = 'ready', attempts = 0, run_at = now(), finished_at = NULL
+                WHERE id = $1 AND state IN ('failed', 'cancelled') RETURNING id
+            )
+            SELECT id, pg_notify('queue_jobs', '') IS NULL FROM retried
+            """, [id]) == 1
+    }
+
+    /// Moves every failed job back to `ready`; returns how many.
+    public static func retryFailed(on connection: isolated PostgresConnection) throws(PostgresError) -> Int {
+        try connection.execute(
+            """
+            WITH retried AS (
+                UPDATE queue.jobs SET state = 'ready', attempts = 0, run_at = now(), finished_at = NULL
+                WHERE state = 'failed' RETURNING id
+            )
+            SELECT id, pg_notify('queue_jobs', '') IS NULL FROM retried
+            """)
+    }
+
+    /// Cancels a job that has not finished. A running job is cancelled too: its worker's
+    /// fenced completion then changes nothing. Returns false when there was nothing to cancel.
+    public static func cancel(job id: Int64, on connection: isolated PostgresConnection) throws(PostgresError) -> Bool {
+        try connection.execute(
+            """
+            UPDATE queue.jobs SET state = 'cancelled', finished_at = now(), locked_by = NULL, locked_until = NULL
+            WHERE id = $1 AND state IN ('ready', 'running')
+            """, [id]) == 1
+    }
+
+    /// Deletes finished jobs (succeeded, failed, cancelled) that finished more than `age` ago,
+    /// in chunks so that no long transaction holds the table. Returns how many were deleted.
+    public static func prune(olderThan age: Duration, on connection: isolated PostgresConnection)
+        throws(PostgresError) -> Int
+    {
+        var total = 0
+        while true {
+            let deleted = try connection.execute(
+                """
+                DELETE FROM queue.jobs WHERE id IN (
+                    SELECT id FROM queue.jobs
+                    WHERE state IN ('succeeded', 'failed', 'cancelled')
+                      AND finished_at < now() - $1 * interval '1 millisecond'
+                    LIMIT 10000)
+                """, [age.milliseconds])
+            total += deleted
+            if deleted < 10_000 { return total }
+        }
+    }
+}

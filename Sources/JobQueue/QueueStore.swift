@@ -1,0 +1,243 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import JSON
+import Postgres
+
+/// The queue's SQL, one function per statement, each taking the connection it runs on.
+///
+/// Every statement binds its inputs as parameters. The claim reads the partial index of ready
+/// jobs, so its cost depends on the batch, not on how many finished rows the table holds.
+public enum QueueStore {
+    /// Claims up to `limit` ready jobs of `queues` whose time has come, in (priority, run_at, id)
+    /// order, skipping rows other workers hold and any job behind an earlier unfinished job
+    /// with the same ordering key. Claimed jobs become `running`, leased to `worker` for
+    /// `lease`, with their attempt counted now, so that a job that crashes its worker cannot
+    /// be retried forever.
+    public static func claim(
+        queues: [String], limit: Int, worker: String, lease: Duration, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> [Job] {
+        let rows = try connection.query(
+            """
+            WITH candidates AS (
+                SELECT j.id
+                FROM queue.jobs j
+                WHERE j.state = 'ready'
+                  AND j.queue = ANY($1::text[])
+                  AND j.run_at <= now()
+                  AND (j.ordering_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM queue.jobs e
+                        WHERE e.ordering_key = j.ordering_key
+                          AND e.id < j.id
+                          AND e.state IN ('ready', 'running')))
+                ORDER BY j.priority, j.run_at, j.id
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE queue.jobs j
+            SET state = 'running',
+                attempts = j.attempts + 1,
+                locked_by = $3,
+                locked_until = now() + $4 * interval '1 millisecond',
+                started_at = now()
+            FROM candidates c
+            WHERE j.id = c.id
+            RETURNING j.id, j.queue, j.kind, j.payload, j.client_id, j.attempts, j.max_attempts,
+                      j.ordering_key, j.created_at, j.priority, j.run_at
+            """,
+            [queues, limit, worker, lease.milliseconds])
+        return try rows.map { row throws(PostgresError) in try Job(row: row) }.sorted { $0.id < $1.id }
+    }
+
+    /// Locks the given jobs for the rest of the transaction and returns those still leased to
+    /// `worker`. Once locked, no lease rescue can take them over until the transaction ends:
+    /// this is the fence that keeps a worker whose lease was taken over from completing late.
+    public static func lockOwned(
+        ids: [Int64], worker: String, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> Set<Int64> {
+        let rows = try connection.query(
+            """
+            SELECT id FROM queue.jobs
+            WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND state = 'running'
+            FOR UPDATE
+            """,
+            [ids, worker])
+        var owned = Set<Int64>()
+        for row in rows { owned.insert(try row.decode(Int64.self, "id")) }
+        return owned
+    }
+
+    /// What became of one attempt.
+    public enum Outcome: Sendable {
+        case succeeded(JSONValue)
+        case failed(JobFailure)
+        case retry(JobFailure, after: Duration)
+
+        var state: String {
+            switch self {
+            case .succeeded: "succeeded"
+            case .failed: "failed"
+            case .retry: "ready"
+            }
+        }
+    }
+
+    /// Records the outcomes of a batch in one statement, fenced on `worker`'s lease: jobs no
+    /// longer leased to it are left untouched. Returns the ids that were updated.
+    @discardableResult
+    public static func finish(
+        _ outcomes: [(id: Int64, outcome: Outcome)], worker: String, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> Set<Int64> {
+        guard !outcomes.isEmpty else { return [] }
+        var ids: [Int64] = []
+        var states: [String] = []
+        var results: [JSONValue?] = []
+        var errors: [JSONValue?] = []
+        var delays: [Int64] = []
+        for (id, outcome) in outcomes {
+            ids.append(id)
+            states.append(outcome.state)
+            switch outcome {
+            case .succeeded(let result):
+                results.append(result)
+                errors.append(nil)
+                delays.append(0)
+            case .failed(let failure):
+                results.append(nil)
+                errors.append(failure.errorObject)
+                delays.append(0)
+            case .retry(let failure, let delay):
+                results.append(nil)
+                errors.append(failure.errorObject)
+                delays.append(delay.milliseconds)
+            }
+        }
+        let rows = try connection.query(
+            """
+            UPDATE queue.jobs j
+            SET state = u.state,
+                result = u.result,
+                last_error = coalesce(u.error, j.last_error),
+                errors = CASE WHEN u.error IS NULL THEN j.errors
+                         ELSE j.errors || jsonb_build_array(jsonb_build_object(
+                             'attempt', j.attempts, 'at', now(), 'status', u.error -> 'status',
+                             'code', u.error -> 'code', 'message', u.error -> 'message')) END,
+                run_at = CASE WHEN u.state = 'ready' THEN now() + u.delay * interval '1 millisecond'
+                         ELSE j.run_at END,
+                finished_at = CASE WHEN u.state = 'ready' THEN NULL ELSE now() END,
+                locked_by = NULL,
+                locked_until = NULL
+            FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[])
+                 AS u(id, state, result, error, delay)
+            WHERE j.id = u.id AND j.locked_by = $6 AND j.state = 'running'
+            RETURNING j.id
+            """,
+            [ids, states, results, errors, delays, worker])
+        var updated = Set<Int64>()
+        for row in rows { updated.insert(try row.decode(Int64.self, "id")) }
+        return updated
+    }
+
+    /// Extends the leases `worker` holds, skipping rows its own transactions have locked (they
+    /// are fenced already). Returns how many leases were extended.
+    @discardableResult
+    public static func heartbeat(
+        worker: String, lease: Duration, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> Int {
+        try connection.execute(
+            """
+            UPDATE queue.jobs
+            SET locked_until = now() + $2 * interval '1 millisecond'
+            WHERE id IN (SELECT id FROM queue.jobs
+                         WHERE locked_by = $1 AND state = 'running'
+                         FOR UPDATE SKIP LOCKED)
+            """,
+            [worker, lease.milliseconds])
+    }
+
+    /// Puts running jobs whose lease ran out (their worker died or hung) back to `ready`, or
+    /// to `failed` when they have used all their attempts, recording a `lease_expired` error.
+    /// Returns the ids rescued.
+    @discardableResult
+    public static func rescueExpired(limit: Int = 1000, on connection: isolated PostgresConnection)
+        throws(PostgresError) -> [Int64]
+    {
+        let rows = try connection.query(
+            """
+            WITH expired AS (
+                SELECT id FROM queue.jobs
+                WHERE state = 'running' AND locked_until < now()
+                ORDER BY locked_until
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED
+            ), rescued AS (
+                UPDATE queue.jobs j
+                SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'ready' END,
+                    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+                    run_at = now(),
+                    last_error = jsonb_build_object(
+                        'status', 500, 'code', 'lease_expired',
+                        'message', 'the worker holding the job stopped renewing its lease',
+                        'details', jsonb_build_object('worker', j.locked_by)),
+                    errors = j.errors || jsonb_build_array(jsonb_build_object(
+                        'attempt', j.attempts, 'at', now(), 'status', 500, 'code', 'lease_expired',
+                        'message', 'the worker holding the job stopped renewing its lease')),
+                    locked_by = NULL,
+                    locked_until = NULL
+                FROM expired e
+                WHERE j.id = e.id
+                RETURNING j.id, j.state
+            )
+            SELECT id, state, pg_notify('queue_jobs', '') IS NULL AS notified FROM rescued
+            """,
+            [limit])
+        return try rows.map { row throws(PostgresError) in try row.decode(Int64.self, "id") }
+    }
+
+    /// Puts the jobs `worker` still holds back to `ready` at once, without counting the attempt
+    /// (used at shutdown, for jobs it claimed but will not run).
+    @discardableResult
+    public static func release(worker: String, ids: [Int64]? = nil, on connection: isolated PostgresConnection)
+        throws(PostgresError) -> Int
+    {
+        try connection.execute(
+            """
+            WITH released AS (
+                UPDATE queue.jobs
+                SET state = 'ready', attempts = greatest(attempts - 1, 0), locked_by = NULL, locked_until = NULL,
+                    started_at = NULL
+                WHERE locked_by = $1 AND state = 'running' AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[]))
+                RETURNING id
+            )
+            SELECT id, pg_notify('queue_jobs', '') IS NULL AS notified FROM released
+            """,
+            [worker, ids])
+    }
+
+    /// True while some job of `queues` is running, or ready with its time come.
+    public static func hasPendingWork(queues: [String], on connection: isolated PostgresConnection)
+        throws(PostgresError) -> Bool
+    {
+        try connection.query(
+            """
+            SELECT EXISTS (SELECT 1 FROM queue.jobs WHERE state = 'running' AND queue = ANY($1::text[]))
+                OR EXISTS (SELECT 1 FROM queue.jobs
+                           WHERE state = 'ready' AND queue = ANY($1::text[]) AND run_at <= now()) AS pending
+            """,
+            [queues])[0].decode(Bool.self, "pending")
+    }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds.
+    var milliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// The duration in whole microseconds.
+    var microseconds: Int64 {
+        components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
+    }
+}
