@@ -290,7 +290,7 @@ public final class JobWorker: Service, Sendable {
     ) {
         var metadata: Logger.Metadata = [
             "job.id": "\(job.id)", "job.kind": "\(job.kind)", "job.attempt": "\(job.attempt)",
-            "job.duration_ms": "\(String(format: "%.2f", Double(duration.microseconds) / 1000))",
+            "job.duration_ms": "\(Double(duration.microseconds / 10) / 100)",
             "batch.duration_ms": "\(batchDuration.milliseconds)",
         ]
         switch outcome {
