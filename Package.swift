@@ -56,10 +56,23 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // A worker with test-only job kinds, run as a separate process by the queue's tests.
+        .executableTarget(
+            name: "TestWorker",
+            dependencies: [
+                "Postgres", "JSON", "JobQueue",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Helpers for the tests: scratch databases cloned from a migrated template.
         .target(name: "TestSupport", dependencies: ["Postgres", "Migrations", "JSON"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Migrations", "JSON", "TestSupport"]),
-        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "Postgres", "JSON", "TestSupport"]),
+        .testTarget(
+            name: "JobQueueTests",
+            dependencies: ["JobQueue", "Postgres", "JSON", "TestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "ContactDomainTests",
             dependencies: ["ContactDomain", "JobQueue", "Postgres", "JSON", "TestSupport"]

@@ -59,7 +59,7 @@ public enum JobProducer {
             CREATE TEMPORARY TABLE IF NOT EXISTS enqueue_staging (
                 seq bigint GENERATED ALWAYS AS IDENTITY, queue text, kind text, payload jsonb, client_id uuid,
                 idempotency_key text, ordering_key text, priority smallint, run_at timestamptz, max_attempts int
-            ) ON COMMIT DELETE ROWS;
+            );
             TRUNCATE enqueue_staging;
             """)
         try connection.copyFrom("COPY enqueue_staging (\(columns)) FROM STDIN", rows: rows)

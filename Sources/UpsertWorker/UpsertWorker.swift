@@ -131,7 +131,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             let probe = try await PostgresConnection.connect(database, logger: logger)
             await probe.close()
-        } catch let error as PostgresError where !error.isTransient {
+        } catch where !error.isTransient {
             throw CLIError.failure("cannot connect to PostgreSQL (\(database)): \(error.message)")
         } catch {
             logger.warning("PostgreSQL is not reachable yet; the worker will keep trying", metadata: ["error": "\(error)"])

@@ -1,0 +1,176 @@
+import Foundation
+import JSON
+import JobQueue
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("Enqueueing and operating the queue")
+struct ProducerAndAdminTests {
+    @Test("an idempotency key returns the first job's id and inserts nothing")
+    func idempotency() async throws {
+        try await QueueTest.withDatabase { _, connection in
+            let (first, second, other) = try await connection.run { c in
+                let job = NewJob(queue: "test", kind: "queue.noop", payload: ["a": 1], idempotencyKey: "evt-1")
+                let first = try JobProducer.enqueue(job, on: c)
+                let second = try JobProducer.enqueue(job, on: c)
+                var elsewhere = job
+                elsewhere.queue = "other"
+                let other = try JobProducer.enqueue(elsewhere, on: c)
+                return (first, second, other)
+            }
+            #expect(first == second)
+            #expect(other != first, "keys are unique per queue")
+            let inserted = try await connection.run { c in
+                try JobProducer.enqueueMany(
+                    [NewJob(queue: "test", kind: "queue.noop", payload: [:], idempotencyKey: "evt-1"),
+                     NewJob(queue: "test", kind: "queue.noop", payload: [:], idempotencyKey: "evt-2"),
+                     NewJob(queue: "test", kind: "queue.noop", payload: ["dup": true], idempotencyKey: "evt-2")],
+                    on: c)
+            }
+            #expect(inserted == 1)
+            let kept = try await QueueTest.scalar(
+                "SELECT payload::text FROM queue.jobs WHERE idempotency_key = 'evt-2'", String.self, on: connection)
+            #expect(kept == "{}", "the first of two jobs with one key is the one kept")
+            // A raw INSERT with ON CONFLICT DO NOTHING, as CONTRACT.md tells producers.
+            let raw = try await connection.run { c in
+                try c.execute(
+                    "INSERT INTO queue.jobs (queue, payload, idempotency_key) VALUES ('test', '{}', 'evt-1') ON CONFLICT DO NOTHING")
+            }
+            #expect(raw == 0)
+        }
+    }
+
+    @Test("an INSERT or COPY of many rows sends one notification, not one per row")
+    func oneNotificationPerStatement() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            let listener = try await PostgresConnection.connect(database)
+            try await listener.listen("queue_jobs")
+            try await QueueTest.enqueue(1000, kind: "queue.noop", on: connection)
+            try await connection.run { c in
+                try c.execute("INSERT INTO queue.jobs (queue, payload) SELECT 'bulk', '{}' FROM generate_series(1, 500)")
+            }
+            var received: [PostgresNotification] = []
+            for _ in 0..<3 {
+                received += try await listener.waitForNotifications(timeout: .milliseconds(300))
+            }
+            #expect(received.map(\.payload).sorted() == ["bulk", "test"])
+        }
+    }
+
+    @Test("stats, retry, cancel and prune do what operators expect")
+    func operatorActions() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await QueueTest.enqueue(3, kind: "no.such.kind", on: connection)
+            try await QueueTest.enqueue(2, kind: "queue.noop", on: connection)
+            try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [NoopHandler()])
+            let stats = try await connection.run { c in try QueueAdmin.stats(on: c) }
+            #expect(stats.counts.first { $0.state == "failed" }?.jobs == 3)
+            #expect(stats.counts.first { $0.state == "succeeded" }?.jobs == 2)
+            #expect(stats.finishedLastMinute["test"] == 5)
+            #expect(stats.topErrorCodes.first?.code == "unknown_kind")
+            #expect(stats.topErrorCodes.first?.jobs == 3)
+            let failedView = try await QueueTest.scalar("SELECT count(*) FROM queue.failed_jobs", Int.self, on: connection)
+            #expect(failedView == 3)
+
+            let ids = try await QueueTest.jobs(connection).map(\.id)
+            let retried = try await connection.run { c in try QueueAdmin.retry(job: ids[0], on: c) }
+            #expect(retried)
+            let notFailed = try await connection.run { c in try QueueAdmin.retry(job: ids[3], on: c) }
+            #expect(!notFailed, "a succeeded job is not retried")
+            let all = try await connection.run { c in try QueueAdmin.retryFailed(on: c) }
+            #expect(all == 2)
+            let cancelled = try await connection.run { c in try QueueAdmin.cancel(job: ids[1], on: c) }
+            #expect(cancelled)
+            let again = try await connection.run { c in try QueueAdmin.cancel(job: ids[1], on: c) }
+            #expect(!again)
+            let states = try await QueueTest.jobs(connection).map(\.state)
+            #expect(states == ["ready", "cancelled", "ready", "succeeded", "succeeded"])
+            try await connection.run { c in
+                try c.execute("UPDATE queue.jobs SET finished_at = now() - interval '2 days' WHERE id = $1", [ids[3]])
+            }
+            let pruned = try await connection.run { c in try QueueAdmin.prune(olderThan: .seconds(86_400), on: c) }
+            #expect(pruned == 1)
+            #expect(try await QueueTest.jobs(connection).count == 4)
+        }
+    }
+
+    @Test("the enqueue command checks the whole input first and names every bad line")
+    func enqueueCommand() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            let url = database.connectionString
+            let bad = "{\"channel\":\"webchat\"}\n\n[1,2]\n{\"a\":\n{\"ok\":true}\n"
+            let rejected = try await ChildProcess.run(
+                TestBinaries.upsertWorker, ["enqueue", "-", "--database-url", url, "--queue", "test"], input: bad)
+            #expect(rejected.status == 1)
+            #expect(rejected.output.contains("line 3: not a JSON object"))
+            #expect(rejected.output.contains("line 4: invalid JSON"))
+            #expect(try await QueueTest.scalar("SELECT count(*) FROM queue.jobs", Int.self, on: connection) == 0)
+
+            let csv = #"""
+                channel,channel_phone_number,contact_phone_number,contact_name,meta_data.source,cf.rut
+                whatsapp,+56 2 2345 6789,+56 9 6123 4567,"Pérez, María",import,12.345.678-5
+                whatsapp,+56 2 2345 6789,+56 9 6123 0000,"Ana ""La Jefa""",,
+
+                """#
+            let accepted = try await ChildProcess.run(
+                TestBinaries.upsertWorker, ["enqueue", "-", "--format", "csv", "--database-url", url], input: csv)
+            #expect(accepted.status == 0, "\(accepted.output)")
+            #expect(accepted.output.contains("enqueued 2 job(s)"))
+            let payload = try await QueueTest.scalar(
+                "SELECT payload FROM queue.jobs ORDER BY id LIMIT 1", JSONValue.self, on: connection)
+            #expect(payload["contact_name"] == "Pérez, María")
+            #expect(payload["meta_data"] == ["source": "import"])
+            #expect(payload["custom_field_values"] == [["key": "rut", "value": "12.345.678-5"]])
+            let name2 = try await QueueTest.scalar(
+                "SELECT payload ->> 'contact_name' FROM queue.jobs ORDER BY id DESC LIMIT 1", String.self, on: connection)
+            #expect(name2 == "Ana \"La Jefa\"")
+
+            let brokenCSV = "channel,contact_name\nwhatsapp,\"unterminated\n"
+            let csvRejected = try await ChildProcess.run(
+                TestBinaries.upsertWorker, ["enqueue", "-", "--format", "csv", "--database-url", url], input: brokenCSV)
+            #expect(csvRejected.status == 1)
+            #expect(csvRejected.output.contains("line 2: unterminated quoted field"))
+
+            let invalidUTF8 = try await ChildProcess.run(
+                "/bin/sh", ["-c", "printf '{\"a\":1}\\n{\"b\":\"\\377\"}\\n' | \"$0\" enqueue - --database-url \"$1\"",
+                            TestBinaries.upsertWorker, url])
+            #expect(invalidUTF8.status == 1)
+            #expect(invalidUTF8.output.contains("line 2"))
+            #expect(try await QueueTest.scalar("SELECT count(*) FROM queue.jobs", Int.self, on: connection) == 2)
+        }
+    }
+
+    @Test("bad usage exits 2 with one line on stderr; a database failure exits 1")
+    func exitStatuses() async throws {
+        let usage = try await ChildProcess.run(TestBinaries.upsertWorker, ["run", "--concurrency", "0"],
+                                               environment: ["DATABASE_URL": "postgresql://localhost/x"])
+        #expect(usage.status == 2)
+        #expect(usage.output.split(separator: "\n").count == 1)
+        let noDatabase = try await ChildProcess.run(TestBinaries.upsertWorker, ["stats"], environment: ["DATABASE_URL": ""])
+        #expect(noDatabase.status == 2)
+        let unreachable = try await ChildProcess.run(
+            TestBinaries.upsertWorker, ["stats", "--database-url", "postgresql://u:hunter2@127.0.0.1:1/x"])
+        #expect(unreachable.status == 1)
+        #expect(!unreachable.output.contains("hunter2"))
+        #expect(unreachable.output.split(separator: "\n").count == 1)
+    }
+
+    @Test("migrate run by three processes at once: all exit 0, one schema")
+    func concurrentMigrateProcesses() async throws {
+        try await TestDatabase.withScratch(migrated: false) { database in
+            let children = try (0..<3).map { _ in
+                try ChildProcess(TestBinaries.upsertWorker, ["migrate", "--database-url", database.connectionString])
+            }
+            for child in children {
+                let status = await child.wait(timeout: .seconds(60))
+                #expect(status == 0, "\(child.outputText)")
+            }
+            let connection = try await PostgresConnection.connect(database)
+            let versions = try await QueueTest.scalar(
+                "SELECT count(*) FROM queue.schema_migrations", Int.self, on: connection)
+            #expect(versions == 2)
+            await connection.close()
+        }
+    }
+}

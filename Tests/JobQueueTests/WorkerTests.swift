@@ -1,0 +1,240 @@
+import Foundation
+import JSON
+import JobQueue
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("Running jobs")
+struct WorkerTests {
+    @Test("retry delays grow exponentially, stay within the cap, and jitter only shortens them")
+    func retryBounds() {
+        let policy = RetryPolicy(base: .seconds(1), maximum: .seconds(60), jitter: 0.5)
+        #expect(policy.delay(afterAttempt: 1, random: 0) == .seconds(1))
+        #expect(policy.delay(afterAttempt: 2, random: 0) == .seconds(2))
+        #expect(policy.delay(afterAttempt: 5, random: 0) == .seconds(16))
+        #expect(policy.delay(afterAttempt: 7, random: 0) == .seconds(60))
+        #expect(policy.delay(afterAttempt: 1000, random: 0) == .seconds(60))
+        #expect(policy.delay(afterAttempt: 3, random: 1) == .seconds(2))
+        for attempt in 1...30 {
+            let delay = policy.delay(afterAttempt: attempt)
+            #expect(delay >= .milliseconds(500) && delay <= .seconds(60))
+        }
+    }
+
+    @Test("a successful job commits its writes together with its result")
+    func success() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await QueueTest.enqueue(3, payload: ["n": 7], on: connection)
+            let handler = ScriptedHandler { job, _ in ["echo": job.payload["n"] ?? nil] }
+            try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [handler])
+            let jobs = try await QueueTest.jobs(connection)
+            #expect(jobs.map(\.state) == ["succeeded", "succeeded", "succeeded"])
+            #expect(jobs.allSatisfy { $0.result == ["echo": 7] && $0.attempts == 1 && $0.lockedBy == nil })
+            #expect(try await QueueTest.scalar("SELECT count(*) FROM test_runs", Int.self, on: connection) == 3)
+        }
+    }
+
+    @Test("a permanent error fails the job on its first attempt and rolls back its writes only")
+    func permanentFailure() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await QueueTest.enqueue(4, on: connection)
+            let handler = ScriptedHandler { job, _ in
+                if job.id % 2 == 0 { throw Permanent() }
+                return ["ok": true]
+            }
+            try await QueueTest.runWorker(QueueTest.configuration(concurrency: 1), database: database, handlers: [handler])
+            let jobs = try await QueueTest.jobs(connection)
+            #expect(jobs.map(\.state) == ["succeeded", "failed", "succeeded", "failed"])
+            let failed = jobs[1]
+            #expect(failed.attempts == 1)
+            #expect(failed.lastError?["code"] == "bad_job")
+            #expect(failed.lastError?["status"] == 400)
+            #expect(failed.errors.arrayValue?.count == 1)
+            #expect(failed.errors.arrayValue?.first?["attempt"] == 1)
+            // Only the succeeded jobs' writes remain (the failed ones' savepoints rolled back).
+            let runs = try await connection.run { c in
+                try c.query("SELECT job_id FROM test_runs ORDER BY job_id").map { try $0.decode(Int64.self, "job_id") }
+            }
+            #expect(runs == [jobs[0].id, jobs[2].id])
+        }
+    }
+
+    @Test("transient errors retry with backoff until max_attempts, recording every attempt")
+    func maxAttempts() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await QueueTest.enqueue(1, maxAttempts: 3, on: connection)
+            let handler = ScriptedHandler { _, _ in throw Transient() }
+            try await QueueTest.runWorker(
+                QueueTest.configuration(drain: false), database: database, handlers: [handler],
+                until: "SELECT count(*) = 1 FROM queue.jobs WHERE state = 'failed'")
+            let job = try #require(try await QueueTest.jobs(connection).first)
+            #expect(job.state == "failed")
+            #expect(job.attempts == 3)
+            #expect(job.errors.arrayValue?.map { $0["attempt"] } == [1, 2, 3])
+            #expect(job.lastError?["code"] == "internal")
+        }
+    }
+
+    @Test("a job that fails once then succeeds keeps the failed attempt in its history")
+    func retryThenSucceed() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await QueueTest.enqueue(1, on: connection)
+            let handler = ScriptedHandler { job, _ in
+                if job.attempt == 1 { throw Transient() }
+                return ["attempt": .number(JSONNumber(job.attempt))]
+            }
+            try await QueueTest.runWorker(
+                QueueTest.configuration(drain: false), database: database, handlers: [handler],
+                until: "SELECT count(*) = 1 FROM queue.jobs WHERE state = 'succeeded'")
+            let job = try #require(try await QueueTest.jobs(connection).first)
+            #expect(job.state == "succeeded")
+            #expect(job.result == ["attempt": 2])
+            #expect(job.errors.arrayValue?.count == 1)
+        }
+    }
+
+    @Test("an unknown kind fails at once with code unknown_kind")
+    func unknownKind() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await QueueTest.enqueue(1, kind: "no.such.kind", on: connection)
+            try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [NoopHandler()])
+            let job = try #require(try await QueueTest.jobs(connection).first)
+            #expect(job.state == "failed")
+            #expect(job.lastError?["code"] == "unknown_kind")
+            #expect(job.lastError?["details"]?["kind"] == "no.such.kind")
+        }
+    }
+
+    @Test("a lost race (unique violation) re-runs the job at once, without using an attempt")
+    func lostRace() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await connection.run { c in
+                try c.executeScript("CREATE TABLE once (k int PRIMARY KEY); CREATE SEQUENCE tries")
+            }
+            try await QueueTest.enqueue(1, on: connection)
+            let handler = ScriptedHandler { _, c in
+                // A sequence survives the savepoint's rollback: it counts the runs.
+                let run = try c.query("SELECT nextval('tries') AS n")[0].decode(Int.self, "n")
+                if run < 3 {
+                    try c.execute("INSERT INTO once VALUES (1)")
+                    try c.execute("INSERT INTO once VALUES (1)")  // 23505, as when another worker won
+                }
+                return ["runs": .number(JSONNumber(run))]
+            }
+            try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [handler])
+            let job = try #require(try await QueueTest.jobs(connection).first)
+            #expect(job.state == "succeeded")
+            #expect(job.attempts == 1)
+            #expect(job.result == ["runs": 3])
+            #expect(job.errors.arrayValue?.isEmpty == true)
+        }
+    }
+
+    @Test("60 jobs with one ordering key run one at a time, in id order, at concurrency 8")
+    func orderingKey() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await QueueTest.enqueue(60, orderingKey: "person-1", on: connection)
+            try await QueueTest.enqueue(20, on: connection)
+            let handler = ScriptedHandler { _, c in
+                try c.execute("SELECT pg_sleep(0.002)")
+                return [:]
+            }
+            try await QueueTest.runWorker(
+                QueueTest.configuration(concurrency: 8, batchSize: 5), database: database, handlers: [handler])
+            let ordered = try await connection.run { c in
+                try c.query(
+                    """
+                    SELECT r.job_id FROM test_runs r JOIN queue.jobs j ON j.id = r.job_id
+                    WHERE j.ordering_key = 'person-1' ORDER BY r.at, r.id
+                    """
+                ).map { try $0.decode(Int64.self, "job_id") }
+            }
+            #expect(ordered.count == 60)
+            #expect(ordered == ordered.sorted())
+            // Never two at once: each run started after the previous job finished.
+            let overlaps = try await QueueTest.scalar(
+                """
+                SELECT count(*) FROM queue.jobs a JOIN queue.jobs b
+                  ON a.ordering_key = b.ordering_key AND a.id < b.id
+                 AND b.started_at < a.finished_at
+                WHERE a.ordering_key = 'person-1'
+                """, Int.self, on: connection)
+            #expect(overlaps == 0)
+        }
+    }
+
+    @Test("an idle worker starts a job within 50 ms of its INSERT (LISTEN/NOTIFY, not polling)")
+    func notifyWakesIdleWorker() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            var configuration = QueueTest.configuration(drain: false)
+            configuration.pollInterval = .seconds(30)  // the poll cannot be what wakes it
+            let worker = JobWorker(
+                configuration: configuration, database: database, handlers: [NoopHandler()], logger: QueueTest.logger)
+            let running = Task { try await worker.run() }
+            try await Task.sleep(for: .milliseconds(500))
+            var latencies: [Double] = []
+            for _ in 0..<5 {
+                try await QueueTest.enqueue(1, kind: "queue.noop", on: connection)
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            latencies = try await connection.run { c in
+                try c.query(
+                    "SELECT extract(epoch FROM started_at - created_at) * 1000 AS ms FROM queue.jobs ORDER BY id"
+                ).map { try $0.decode(Double.self, "ms") }
+            }
+            worker.stop()
+            try await running.value
+            #expect(latencies.count == 5)
+            #expect(latencies.allSatisfy { $0 < 50 }, "enqueue-to-start latencies (ms): \(latencies)")
+        }
+    }
+
+    @Test("a completion after the lease was taken over changes nothing")
+    func fencedCompletion() async throws {
+        try await QueueTest.withDatabase { _, connection in
+            try await QueueTest.enqueue(1, kind: "queue.noop", on: connection)
+            let (first, second) = try await connection.run { c -> ([Job], [Job]) in
+                let first = try QueueStore.claim(queues: ["test"], limit: 1, worker: "A", lease: .milliseconds(1), on: c)
+                _ = try c.query("SELECT pg_sleep(0.05)")
+                _ = try QueueStore.rescueExpired(on: c)
+                let second = try QueueStore.claim(queues: ["test"], limit: 1, worker: "B", lease: .seconds(30), on: c)
+                return (first, second)
+            }
+            #expect(first.map(\.id) == second.map(\.id))
+            #expect(second.first?.attempt == 2)
+            let id = try #require(first.first?.id)
+            let (lateOwned, lateUpdated) = try await connection.run { c in
+                try await c.withTransaction { c in
+                    let owned = try QueueStore.lockOwned(ids: [id], worker: "A", on: c)
+                    let updated = try QueueStore.finish([(id, .succeeded(["late": true]))], worker: "A", on: c)
+                    return (owned, updated)
+                }
+            }
+            #expect(lateOwned.isEmpty)
+            #expect(lateUpdated.isEmpty)
+            let job = try #require(try await QueueTest.jobs(connection).first)
+            #expect(job.state == "running")
+            #expect(job.lockedBy == "B")
+            #expect(job.errors.arrayValue?.first?["code"] == "lease_expired")
+        }
+    }
+
+    @Test("a job whose worker died with its last attempt is failed by the lease rescue, not retried forever")
+    func crashLoopStops() async throws {
+        try await QueueTest.withDatabase { _, connection in
+            try await QueueTest.enqueue(1, kind: "queue.noop", maxAttempts: 2, on: connection)
+            for worker in ["A", "B"] {
+                try await connection.run { c in
+                    _ = try QueueStore.claim(queues: ["test"], limit: 1, worker: worker, lease: .milliseconds(1), on: c)
+                    _ = try c.query("SELECT pg_sleep(0.02)")
+                    _ = try QueueStore.rescueExpired(on: c)
+                }
+            }
+            let job = try #require(try await QueueTest.jobs(connection).first)
+            #expect(job.state == "failed")
+            #expect(job.attempts == 2)
+            #expect(job.lastError?["code"] == "lease_expired")
+        }
+    }
+}
