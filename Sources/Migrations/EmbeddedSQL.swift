@@ -92,13 +92,13 @@ extension Schema {
             CREATE FUNCTION crm.normalize_phone(raw text) RETURNS text
             LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
             DECLARE
-                s text := btrim(raw);
+                s text := regexp_replace(raw, '^[[:space:]\u00a0]+|[[:space:]\u00a0]+$', '', 'g');
             BEGIN
                 IF s IS NULL THEN
                     RETURN NULL;
                 END IF;
                 IF lower(s) LIKE 'whatsapp:%' THEN
-                    s := btrim(substr(s, 10));
+                    s := regexp_replace(substr(s, 10), '^[[:space:]\u00a0]+|[[:space:]\u00a0]+$', '', 'g');
                 END IF;
                 IF s LIKE '%@%' THEN
                     IF lower(s) ~ '^[0-9]+(:[0-9]+)?@(s\.whatsapp\.net|c\.us)$' THEN
@@ -107,7 +107,7 @@ extension Schema {
                         RETURN NULL;
                     END IF;
                 END IF;
-                s := regexp_replace(s, '[ \-./()]', '', 'g');
+                s := regexp_replace(s, '[[:space:]\u00a0./()-]', '', 'g');
                 IF s LIKE '+%' THEN
                     s := substr(s, 2);
                 ELSIF s LIKE '00%' THEN

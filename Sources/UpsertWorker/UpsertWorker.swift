@@ -162,7 +162,7 @@ struct RunCommand: AsyncParsableCommand {
 
 /// Every job kind this binary runs.
 enum Handlers {
-    static var all: [any JobHandler] { [NoopHandler(), SleepHandler()] }
+    static var all: [any JobHandler] { [ContactUpsertHandler(), NoopHandler(), SleepHandler()] }
 }
 
 struct EnqueueCommand: AsyncParsableCommand {

@@ -1,0 +1,318 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import JSON
+
+/// The three platforms a contact can come from.
+public enum Platform: String, Sendable, Hashable, CaseIterable {
+    case whatsapp
+    case webWhatsapp = "web-whatsapp"
+    case webchat
+
+    /// True for the platforms identified by phone number.
+    public var usesPhone: Bool { self != .webchat }
+}
+
+/// How a job names its channel.
+public enum ChannelReference: Sendable, Hashable {
+    /// By the channel's UUID (`channel_id`, or a UUID in `channel_phone_number`).
+    case id(UUID)
+    /// By the channel's own phone number (`channel_phone_number`).
+    case phone(PhoneNumber)
+}
+
+/// The contact's identity on its channel.
+public enum ContactIdentity: Sendable, Hashable {
+    case phone(PhoneNumber)
+    case externalUser(String)
+}
+
+/// A `contact.upsert` payload that passed every rule that needs no database (DOMAIN.md
+/// section 1): typed, trimmed and normalized.
+public struct ContactRequest: Sendable, Hashable {
+    public var platform: Platform
+    public var channel: ChannelReference
+    public var identity: ContactIdentity
+    /// Trimmed; nil when absent or empty.
+    public var name: String?
+    /// Trimmed; nil when absent or empty.
+    public var email: String?
+    public var stageID: UUID?
+    public var agentID: UUID?
+    /// The free-form metadata, before the structurer.
+    public var metaData: [String: JSONValue]?
+    /// The explicit custom field values, in payload order, keys unique.
+    public var customFieldValues: [(key: String, value: CustomFieldInput)]
+
+    public static func == (a: ContactRequest, b: ContactRequest) -> Bool {
+        a.platform == b.platform && a.channel == b.channel && a.identity == b.identity && a.name == b.name
+            && a.email == b.email && a.stageID == b.stageID && a.agentID == b.agentID && a.metaData == b.metaData
+            && a.customFieldValues.map(\.key) == b.customFieldValues.map(\.key)
+            && a.customFieldValues.map(\.value) == b.customFieldValues.map(\.value)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(platform)
+        hasher.combine(identity)
+    }
+
+    /// The largest payload accepted, serialized.
+    public static let maxPayloadBytes = 256 * 1024
+    /// The largest `meta_data` accepted, serialized.
+    public static let maxMetaDataBytes = 64 * 1024
+    /// The most custom field values in one job.
+    public static let maxCustomFieldValues = 200
+    /// The longest name and external user id, in characters.
+    public static let maxNameLength = 255
+
+    /// Applies every rule of DOMAIN.md section 1 and collects every problem.
+    ///
+    /// A JSON null is the same as an absent field; fields of the other kind of channel are
+    /// ignored; unknown fields are ignored. Custom field *keys* and *types* need the client's
+    /// definitions and are checked later; here only their JSON shape and duplicates.
+    public static func validate(_ payload: JSONValue) -> Result<ContactRequest, ContactError> {
+        let draft = check(payload)
+        if let request = draft.request { return .success(request) }
+        return .failure(draft.errors)
+    }
+
+    /// What the rules without a database made of a payload: every problem found, and every
+    /// part that was valid. The handler uses the valid parts (platform, channel, stage, agent,
+    /// custom fields) to look for the problems that need the database too, so that one
+    /// failure reports them all.
+    public struct Draft: Sendable {
+        public var errors = ContactError()
+        public var platform: Platform?
+        public var channel: ChannelReference?
+        public var stageID: UUID?
+        public var agentID: UUID?
+        public var customFieldValues: [(key: String, value: CustomFieldInput)] = []
+        public var metaData: [String: JSONValue]?
+        /// The request, when there was no problem at all.
+        public var request: ContactRequest?
+    }
+
+    /// Applies the rules of DOMAIN.md section 1 (see ``validate(_:)``) and keeps the valid parts.
+    public static func check(_ payload: JSONValue) -> Draft {
+        var draft = Draft()
+        var errors = ContactError()
+        guard case .object(let object) = payload else {
+            draft.errors.invalidPayload.append(.init("payload", "must be a JSON object, not \(payload.typeName)"))
+            return draft
+        }
+        if payload.jsonText.utf8.count > maxPayloadBytes {
+            draft.errors.invalidPayload.append(.init("payload", "larger than 256 KiB"))
+            return draft
+        }
+        var fields = FieldReader(object: object)
+
+        // channel
+        var platform: Platform?
+        switch fields.string("channel", &errors) {
+        case .absent: errors.missingFields.append("channel")
+        case .present(let text):
+            if let p = Platform(rawValue: text) {
+                platform = p
+            } else {
+                errors.invalidFields.append(.init("channel", "must be whatsapp, web-whatsapp or webchat"))
+            }
+        case .wrongType: break
+        }
+
+        // channel identity
+        var channel: ChannelReference?
+        var identity: ContactIdentity?
+        if let platform {
+            if platform.usesPhone {
+                switch fields.string("channel_phone_number", &errors) {
+                case .absent: errors.missingFields.append("channel_phone_number")
+                case .present(let text):
+                    let trimmed = text.trimmingSpaces
+                    if trimmed.isEmpty {
+                        errors.missingFields.append("channel_phone_number")
+                    } else if SeedUUID.matches(trimmed), let id = UUID(uuidString: trimmed) {
+                        channel = .id(id)
+                    } else {
+                        switch PhoneNumber.parse(trimmed) {
+                        case .success(let phone): channel = .phone(phone)
+                        case .failure(let problem):
+                            errors.invalidFields.append(
+                                .init("channel_phone_number", "not a phone number or channel UUID: \(problem.rawValue)"))
+                        }
+                    }
+                case .wrongType: break
+                }
+                switch fields.string("contact_phone_number", &errors) {
+                case .absent: errors.missingFields.append("contact_phone_number")
+                case .present(let text):
+                    if text.trimmingSpaces.isEmpty {
+                        errors.missingFields.append("contact_phone_number")
+                    } else {
+                        switch PhoneNumber.parse(text) {
+                        case .success(let phone): identity = .phone(phone)
+                        case .failure(let problem):
+                            errors.invalidFields.append(.init("contact_phone_number", problem.rawValue))
+                        }
+                    }
+                case .wrongType: break
+                }
+            } else {
+                switch fields.string("channel_id", &errors) {
+                case .absent: errors.missingFields.append("channel_id")
+                case .present(let text):
+                    if text.trimmingSpaces.isEmpty {
+                        errors.missingFields.append("channel_id")
+                    } else if SeedUUID.matches(text), let id = UUID(uuidString: text) {
+                        channel = .id(id)
+                    } else {
+                        errors.invalidFields.append(.init("channel_id", "must be a UUID"))
+                    }
+                case .wrongType: break
+                }
+                switch fields.string("external_user_id", &errors) {
+                case .absent: errors.missingFields.append("external_user_id")
+                case .present(let text):
+                    let trimmed = text.trimmingSpaces
+                    if trimmed.isEmpty {
+                        errors.missingFields.append("external_user_id")
+                    } else if trimmed.unicodeScalars.count > maxNameLength {
+                        errors.invalidFields.append(.init("external_user_id", "longer than 255 characters"))
+                    } else {
+                        identity = .externalUser(trimmed)
+                    }
+                case .wrongType: break
+                }
+            }
+        }
+
+        // stageId, agentId
+        var stageID: UUID?
+        var agentID: UUID?
+        for (field, target) in [("stageId", 0), ("agentId", 1)] {
+            guard case .present(let text) = fields.string(field, &errors) else { continue }
+            guard SeedUUID.matches(text), let id = UUID(uuidString: text) else {
+                errors.invalidFields.append(.init(field, "must be a UUID"))
+                continue
+            }
+            if target == 0 { stageID = id } else { agentID = id }
+        }
+
+        // contact_name, contact_email
+        var name: String?
+        if case .present(let text) = fields.string("contact_name", &errors) {
+            let trimmed = text.trimmingSpaces
+            if trimmed.unicodeScalars.count > maxNameLength {
+                errors.invalidFields.append(.init("contact_name", "longer than 255 characters"))
+            } else if !trimmed.isEmpty {
+                name = trimmed
+            }
+        }
+        var email: String?
+        if case .present(let text) = fields.string("contact_email", &errors) {
+            let trimmed = text.trimmingSpaces
+            if !trimmed.isEmpty {
+                if let problem = EmailAddress.problem(trimmed) {
+                    errors.invalidFields.append(.init("contact_email", problem))
+                } else {
+                    email = trimmed
+                }
+            }
+        }
+
+        // meta_data
+        var metaData: [String: JSONValue]?
+        switch object["meta_data"] ?? .null {
+        case .null: break
+        case .object(let members):
+            if JSONValue.object(members).jsonText.utf8.count > maxMetaDataBytes {
+                errors.invalidFields.append(.init("meta_data", "larger than 64 KiB"))
+            } else {
+                metaData = members
+            }
+        case let other:
+            errors.invalidPayload.append(.init("meta_data", "must be an object, not \(other.typeName)"))
+        }
+
+        // custom_field_values
+        var customFieldValues: [(key: String, value: CustomFieldInput)] = []
+        switch object["custom_field_values"] ?? .null {
+        case .null: break
+        case .array(let entries):
+            if entries.count > maxCustomFieldValues {
+                errors.invalidFields.append(.init("custom_field_values", "more than 200 values"))
+                break
+            }
+            var seen = Set<String>()
+            var duplicates = Set<String>()
+            for (i, entry) in entries.enumerated() {
+                let path = "custom_field_values[\(i)]"
+                guard case .object(let pair) = entry else {
+                    errors.invalidPayload.append(.init(path, "must be an object, not \(entry.typeName)"))
+                    continue
+                }
+                guard case .string(let key)? = pair["key"] else {
+                    errors.invalidPayload.append(.init("\(path).key", "must be a string"))
+                    continue
+                }
+                let input: CustomFieldInput
+                switch pair["value"] ?? .null {
+                case .string(let s): input = .string(s)
+                case .number(let n): input = .number(n)
+                case .bool(let b): input = .bool(b)
+                case let other:
+                    errors.invalidPayload.append(
+                        .init("\(path).value", "must be a string, number or boolean, not \(other.typeName)"))
+                    continue
+                }
+                if seen.contains(key) {
+                    if !duplicates.contains(key) {
+                        errors.invalidCustomFieldValues.append(.init(key, CustomFieldValueProblem.duplicateKey.description))
+                        duplicates.insert(key)
+                    }
+                    continue
+                }
+                seen.insert(key)
+                customFieldValues.append((key, input))
+            }
+        case let other:
+            errors.invalidPayload.append(.init("custom_field_values", "must be an array, not \(other.typeName)"))
+        }
+
+        draft.errors = errors
+        draft.platform = platform
+        draft.channel = channel
+        draft.stageID = stageID
+        draft.agentID = agentID
+        draft.customFieldValues = customFieldValues
+        draft.metaData = metaData
+        if errors.isEmpty, let platform, let channel, let identity {
+            draft.request = ContactRequest(
+                platform: platform, channel: channel, identity: identity, name: name, email: email, stageID: stageID,
+                agentID: agentID, metaData: metaData, customFieldValues: customFieldValues)
+        }
+        return draft
+    }
+}
+
+/// Reads optional string fields, recording a wrong JSON type as `invalid_payload`.
+struct FieldReader {
+    let object: [String: JSONValue]
+
+    enum Field {
+        case absent
+        case present(String)
+        case wrongType
+    }
+
+    mutating func string(_ name: String, _ errors: inout ContactError) -> Field {
+        switch object[name] ?? .null {
+        case .null: return .absent
+        case .string(let s): return .present(s)
+        case let other:
+            errors.invalidPayload.append(.init(name, "must be a string, not \(other.typeName)"))
+            return .wrongType
+        }
+    }
+}

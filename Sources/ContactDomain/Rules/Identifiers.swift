@@ -1,0 +1,65 @@
+/// The UUID pattern of the seed API reference, exactly:
+/// `^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$`
+///
+/// It accepts versions 1 to 8 with the RFC 9562 variant, and the nil and max UUIDs (the max
+/// in lowercase only). Version 0 (`00000000-0000-0000-0000-000000000001`) is refused.
+public enum SeedUUID {
+    /// True when `text` matches the seed's pattern.
+    public static func matches(_ text: String) -> Bool {
+        if text == "00000000-0000-0000-0000-000000000000" || text == "ffffffff-ffff-ffff-ffff-ffffffffffff" {
+            return true
+        }
+        let bytes = Array(text.utf8)
+        guard bytes.count == 36 else { return false }
+        for (i, byte) in bytes.enumerated() {
+            switch i {
+            case 8, 13, 18, 23:
+                guard byte == UInt8(ascii: "-") else { return false }
+            case 14:
+                guard byte >= UInt8(ascii: "1"), byte <= UInt8(ascii: "8") else { return false }
+            case 19:
+                guard "89abAB".utf8.contains(byte) else { return false }
+            default:
+                guard isHex(byte) else { return false }
+            }
+        }
+        return true
+    }
+
+    static func isHex(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66)
+    }
+}
+
+/// E-mail addresses: plausible, not proven.
+public enum EmailAddress {
+    /// The longest address accepted (RFC 5321's path limit).
+    public static let maxLength = 254
+
+    /// Why `text` (already trimmed) is not a plausible address, or nil when it is:
+    /// `local@domain.tld`, no spaces, at most 254 characters.
+    public static func problem(_ text: String) -> String? {
+        if text.unicodeScalars.count > maxLength { return "longer than 254 characters" }
+        if text.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) {
+            return "contains spaces or control characters"
+        }
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return "must contain exactly one @" }
+        let (local, domain) = (parts[0], parts[1])
+        guard !local.isEmpty, local.utf8.count <= 64 else { return "invalid local part" }
+        if local.hasPrefix(".") || local.hasSuffix(".") || local.contains("..") { return "invalid local part" }
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        guard labels.count >= 2 else { return "the domain needs a dot (local@domain.tld)" }
+        for label in labels {
+            guard !label.isEmpty, label.count <= 63, !label.hasPrefix("-"), !label.hasSuffix("-") else {
+                return "invalid domain"
+            }
+            guard label.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" })
+            else { return "invalid domain" }
+        }
+        guard let tld = labels.last, tld.count >= 2, tld.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }) else {
+            return "invalid top-level domain"
+        }
+        return nil
+    }
+}
