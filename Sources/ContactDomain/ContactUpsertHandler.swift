@@ -87,7 +87,7 @@ public struct ContactUpsertHandler: JobHandler {
         let fieldChanges = changes.values.sorted { $0.definition.key < $1.definition.key }
 
         // 5. Find or create, serialized per identity.
-        try ContactStore.lockIdentity(Self.identityLockKey(request, clientID: clientID, channelID: channel.id), on: connection)
+        for key in Self.lockKeys(request) { try ContactStore.lockIdentity(key, on: connection) }
         let identifierValues = fieldChanges.compactMap { change -> (definitionID: UUID, identifierKey: String)? in
             guard let value = change.value, let key = change.definition.identifierKey(value) else { return nil }
             return (change.definition.id, key)
@@ -176,14 +176,24 @@ public struct ContactUpsertHandler: JobHandler {
         ])
     }
 
-    /// One lock per person: per client and phone match key on the WhatsApp platforms (the
-    /// same person writing to two of the client's numbers resolves to one customer), per
-    /// channel and external user id on webchat.
-    static func identityLockKey(_ request: ContactRequest, clientID: UUID, channelID: UUID) -> String {
+    /// The locks a job takes (the worker takes them for a whole batch up front, in one order):
+    /// one per person, by phone match key on the WhatsApp platforms (so the same person
+    /// writing to two of the client's numbers resolves to one customer) or by channel and
+    /// external user id on webchat. (Identifier values are not locked: which fields are
+    /// identifiers depends on the client, and the unique index settles their races.)
+    public func lockKeys(for job: Job) -> [String] {
+        guard case .success(let request) = ContactRequest.validate(job.payload) else { return [] }
+        return Self.lockKeys(request)
+    }
+
+    static func lockKeys(_ request: ContactRequest) -> [String] {
+        var keys: [String] = []
         switch request.identity {
-        case .phone(let phone): "crm.phone:\(clientID.uuidString.lowercased()):\(phone.matchKey)"
-        case .externalUser(let id): "crm.webchat:\(channelID.uuidString.lowercased()):\(id)"
+        case .phone(let phone): keys.append("crm.phone:\(phone.matchKey)")
+        case .externalUser(let id):
+            if case .id(let channel) = request.channel { keys.append("crm.webchat:\(channel.uuidString.lowercased()):\(id)") }
         }
+        return keys
     }
 }
 

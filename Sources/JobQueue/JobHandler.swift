@@ -20,4 +20,17 @@ public protocol JobHandler: Sendable {
 
     /// Does the job's work and returns the result to store on the job.
     func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue
+
+    /// The advisory locks the job will need, named by any strings.
+    ///
+    /// A batch runs several jobs in one transaction, and locks are held until it commits. Two
+    /// batches that take the same locks in different orders deadlock (PostgreSQL breaks the
+    /// tie after `deadlock_timeout`, a second lost). So the worker takes every lock a batch
+    /// names here up front, in one global order, before it runs the first job. The handler
+    /// may take the same locks again (they nest). Default: none.
+    func lockKeys(for job: Job) -> [String]
+}
+
+extension JobHandler {
+    public func lockKeys(for job: Job) -> [String] { [] }
 }

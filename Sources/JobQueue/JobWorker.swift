@@ -196,6 +196,10 @@ public final class JobWorker: Service, Sendable {
                 try await connection.withTransaction { connection in
                     let owned = try QueueStore.lockOwned(
                         ids: jobs.map(\.id), worker: configuration.workerID, on: connection)
+                    let lockKeys = jobs.filter { owned.contains($0.id) }.flatMap { job in
+                        handlers[job.kind]?.lockKeys(for: job) ?? []
+                    }
+                    try QueueStore.lock(keys: lockKeys, on: connection)
                     var outcomes: [(id: Int64, outcome: QueueStore.Outcome)] = []
                     var durations: [Duration] = []
                     var skipped: [Int64] = []

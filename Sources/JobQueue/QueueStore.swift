@@ -69,6 +69,17 @@ public enum QueueStore {
         return owned
     }
 
+    /// Takes transaction-scoped advisory locks for `keys`, in the order of their 64-bit hashes,
+    /// which every worker shares, so that batches never wait on each other in a cycle.
+    public static func lock(keys: [String], on connection: isolated PostgresConnection) throws(PostgresError) {
+        guard !keys.isEmpty else { return }
+        try connection.execute(
+            """
+            SELECT count(pg_advisory_xact_lock(h))
+            FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS ordered
+            """, [keys])
+    }
+
     /// What became of one attempt.
     public enum Outcome: Sendable {
         case succeeded(JSONValue)

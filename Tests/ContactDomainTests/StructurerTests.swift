@@ -1,0 +1,70 @@
+import ContactDomain
+import Foundation
+import JSON
+import Testing
+
+@Suite("The metadata structurer and the merge")
+struct StructurerTests {
+    @Test("keys become snake_case", arguments: [
+        ("source", "source"), ("Fecha de Visita", "fecha_de_visita"), ("preferredLanguage", "preferred_language"),
+        ("UTM-Campaign", "utm_campaign"), ("HTTPStatus", "http_status"), ("  Teléfono  ", "telefono"),
+        ("Correo Electrónico", "correo_electronico"), ("crm_id", "crm_id"), ("utm__source", "utm_source"),
+        ("Año", "ano"), ("orderID2", "order_id2"), ("already_snake", "already_snake"), ("ÉXITO", "exito"),
+        ("wa-bsuid", "wa_bsuid"), ("!!", "!!"),
+    ])
+    func snakeCase(_ key: String, _ expected: String) {
+        #expect(RuleBasedStructurer.snakeCase(key) == expected)
+    }
+
+    static let definitions: [String: CustomFieldDefinition] = [
+        "budget": CustomFieldDefinition(id: UUID(), key: "budget", type: .number),
+        "preferred_language": CustomFieldDefinition(id: UUID(), key: "preferred_language", type: .options, options: ["es", "pt", "en"]),
+        "visit_date": CustomFieldDefinition(id: UUID(), key: "visit_date", type: .date),
+    ]
+
+    @Test("metadata keys that name a custom field, with a valid value, become that field")
+    func customFieldsFromMetadata() {
+        let structured = RuleBasedStructurer().structure(
+            ["Budget": "1500", "preferredLanguage": "ES", "Visit Date": "someday", "source": "landing"],
+            definitions: Self.definitions)
+        #expect(structured.customFieldValues == ["budget": .string("1500"), "preferred_language": .string("ES")])
+        #expect(structured.metaData == ["visit_date": "someday", "source": "landing"], "invalid values stay, not an error")
+    }
+
+    @Test("well-known keys with valid values fill the profile and stay in the metadata")
+    func wellKnownKeys() {
+        let structured = RuleBasedStructurer().structure(
+            ["Correo": " ana@example.com ", "Teléfono": "+56 9 6123 4567", "Nombre": "Ana Torres", "other": 1],
+            definitions: [:])
+        #expect(structured.email == "ana@example.com")
+        #expect(structured.phone?.e164 == "+56961234567")
+        #expect(structured.name == "Ana Torres")
+        #expect(structured.metaData["correo"] == " ana@example.com ")
+        #expect(structured.metaData["other"] == 1)
+        let invalid = RuleBasedStructurer().structure(["email": "not-an-email", "phone": "123"], definitions: [:])
+        #expect(invalid.email == nil && invalid.phone == nil)
+        #expect(invalid.metaData == ["email": "not-an-email", "phone": "123"])
+    }
+
+    @Test("structuring is deterministic when two keys normalize alike")
+    func collisions() {
+        let a = RuleBasedStructurer().structure(["Source": "A", "source": "B"], definitions: [:])
+        #expect(a.metaData == ["source": "B"], "the key already in snake_case wins")
+    }
+
+    @Test("merge: objects merge key by key, other values replace, null removes at any depth")
+    func merge() {
+        let existing: [String: JSONValue] = [
+            "crm_id": "crm_1", "tags": ["a"], "address": ["city": "Santiago", "zip": "8320000"], "keep": true,
+        ]
+        let patch: [String: JSONValue] = [
+            "crm_id": nil, "tags": ["b"], "address": ["zip": nil, "street": "Alameda 1"], "new": 1, "absent": nil,
+        ]
+        #expect(
+            MetadataMerge.merge(existing, patch) == [
+                "tags": ["b"], "address": ["city": "Santiago", "street": "Alameda 1"], "keep": true, "new": 1,
+            ])
+        #expect(MetadataMerge.merge(existing, [:]) == existing)
+        #expect(MetadataMerge.merge(["a": 1], ["a": ["b": nil, "c": 2]]) == ["a": ["c": 2]])
+    }
+}
