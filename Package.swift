@@ -45,11 +45,16 @@ let package = Package(
             name: "ContactDomain",
             dependencies: ["Postgres", "JSON", "JobQueue", .product(name: "Logging", package: "swift-log")]
         ),
+        // The bench: a scratch database, a realistic workload, and the figures the README reports.
+        .target(
+            name: "Bench",
+            dependencies: ["Postgres", "JSON", "JobQueue", "Migrations", .product(name: "Logging", package: "swift-log")]
+        ),
         // The command line: parses arguments and wires the libraries together.
         .executableTarget(
             name: "UpsertWorker",
             dependencies: [
-                "Postgres", "JSON", "Migrations", "JobQueue", "ContactDomain",
+                "Postgres", "JSON", "Migrations", "JobQueue", "ContactDomain", "Bench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -18,9 +18,15 @@ import Postgres
 public struct ContactUpsertHandler: JobHandler {
     public let kind = "contact.upsert"
     let structurer: any MetadataStructurer
+    let cache = ContactCache()
 
     public init(structurer: any MetadataStructurer = RuleBasedStructurer()) {
         self.structurer = structurer
+    }
+
+    /// Refreshes the settings cache when an organization's settings changed.
+    public func prepareBatch(_ jobs: [Job], on connection: isolated PostgresConnection) async throws {
+        cache.observe(version: try ContactStore.configVersion(on: connection))
     }
 
     public func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue
@@ -32,12 +38,22 @@ public struct ContactUpsertHandler: JobHandler {
 
         // 2. The client and the channel.
         if let clientID = job.clientID {
-            guard try ContactStore.clientIsActive(clientID, on: connection) == true else {
+            let active = try cache.clientActive(clientID) { () throws(PostgresError) in
+                try ContactStore.clientIsActive(clientID, on: connection)
+            }
+            guard active == true else {
                 errors.unauthorized = "the job's client does not exist or is inactive"
                 throw errors
             }
         }
-        let channels = try ContactStore.channels(reference, platform: platform, clientID: job.clientID, on: connection)
+        let channelKey: String
+        switch reference {
+        case .id(let id): channelKey = "\(platform.rawValue)|id|\(id)|\(job.clientID?.uuidString ?? "")"
+        case .phone(let phone): channelKey = "\(platform.rawValue)|phone|\(phone.matchKey)|\(job.clientID?.uuidString ?? "")"
+        }
+        let channels = try cache.channels(channelKey) { () throws(PostgresError) in
+            try ContactStore.channels(reference, platform: platform, clientID: job.clientID, on: connection)
+        }
         guard channels.count == 1, let channel = channels.first else {
             errors.unknownChannel =
                 channels.isEmpty
@@ -51,18 +67,19 @@ public struct ContactUpsertHandler: JobHandler {
         }
         let clientID = channel.clientID
 
-        // 3. Stage, agent and custom fields, against the client's own rows.
-        let context = try ContactStore.clientContext(
-            clientID: clientID, stageID: draft.stageID, agentID: draft.agentID, on: connection)
-        if draft.stageID != nil, !context.stageExists {
+        // 3. Stage, agent and custom fields, against the client's own settings.
+        let settings = try cache.settings(clientID) { () throws(PostgresError) in
+            try ContactStore.clientSettings(clientID, on: connection)
+        }
+        if let stage = draft.stageID, !settings.stages.contains(stage) {
             errors.invalidFields.append(.init("stageId", "no such pipeline stage for this client"))
         }
-        if draft.agentID != nil, !context.agentIsActive {
+        if let agent = draft.agentID, !settings.activeAgents.contains(agent) {
             errors.invalidFields.append(.init("agentId", "no such active team member for this client"))
         }
         var changes: [String: ContactStore.FieldChange] = [:]
         for (key, input) in draft.customFieldValues {
-            guard let definition = context.definitions[key] else {
+            guard let definition = settings.definitions[key] else {
                 errors.invalidCustomFieldKeys.append(key)
                 continue
             }
@@ -78,43 +95,37 @@ public struct ContactUpsertHandler: JobHandler {
         guard errors.isEmpty, let request = draft.request else { throw errors }
 
         // 4. The metadata structurer; explicit custom field values win over derived ones.
-        let structured = try await structurer.structure(request.metaData ?? [:], definitions: context.definitions)
+        let structured = try await structurer.structure(request.metaData ?? [:], definitions: settings.definitions)
         for (key, input) in structured.customFieldValues where changes[key] == nil {
-            guard let definition = context.definitions[key], case .success(let canonical) = definition.canonicalize(input)
+            guard let definition = settings.definitions[key], case .success(let canonical) = definition.canonicalize(input)
             else { continue }
             changes[key] = .init(definition: definition, value: canonical)
         }
         let fieldChanges = changes.values.sorted { $0.definition.key < $1.definition.key }
 
-        // 5. Find or create, serialized per identity.
-        for key in Self.lockKeys(request) { try ContactStore.lockIdentity(key, on: connection) }
+        // 5. Find the contact and choose the customer. The worker holds this person's lock
+        //    (see `lockKeys(for:)`); the unique indexes settle any race it does not cover.
         let identifierValues = fieldChanges.compactMap { change -> (definitionID: UUID, identifierKey: String)? in
             guard let value = change.value, let key = change.definition.identifierKey(value) else { return nil }
             return (change.definition.id, key)
         }
-        let owners = try ContactStore.identifierOwners(clientID: clientID, values: identifierValues, on: connection)
-        var contact = try ContactStore.findContact(
-            clientID: clientID, channelID: channel.id, identity: request.identity, on: connection)
-        let customerID: UUID?
-        if let contact {
-            customerID = contact.customerID
+        let found = try ContactStore.lookup(
+            clientID: clientID, channelID: channel.id, identity: request.identity, identifiers: identifierValues,
+            on: connection)
+        let existingCustomer: ContactStore.Customer?
+        if let contact = found.contact {
+            existingCustomer = found.customer?.id == contact.customerID ? found.customer : nil
         } else {
-            let ownerIDs = Set(owners.map(\.customerID))
-            if ownerIDs.count > 1 {
-                errors.identifierConflicts = owners.map {
+            if Set(found.owners.map(\.customerID)).count > 1 {
+                errors.identifierConflicts = found.owners.map {
                     .init(key: $0.key, reason: "identifier values of this job belong to different customers")
                 }
                 throw errors
-            } else if let owner = ownerIDs.first {
-                customerID = owner
-            } else if case .phone(let phone) = request.identity {
-                customerID = try ContactStore.oldestCustomer(clientID: clientID, phone: phone, on: connection)
-            } else {
-                customerID = nil
             }
+            existingCustomer = found.customer
         }
-        if let customerID {
-            let conflicts = owners.filter { $0.customerID != customerID }
+        if let customerID = found.contact?.customerID ?? existingCustomer?.id {
+            let conflicts = found.owners.filter { $0.customerID != customerID }
             if !conflicts.isEmpty {
                 errors.identifierConflicts = conflicts.map {
                     .init(key: $0.key, reason: "this value already belongs to a different customer")
@@ -123,43 +134,51 @@ public struct ContactUpsertHandler: JobHandler {
             }
         }
 
-        // 6. Apply the changes; nothing unchanged is rewritten.
+        // 6. Plan and apply the changes in one statement; nothing unchanged is rewritten.
         var contactPhone: String? = nil
         if case .phone(let phone) = request.identity { contactPhone = phone.e164 }
-        let customer: ContactStore.Customer
-        if let customerID, let existing = try ContactStore.lockCustomer(customerID, clientID: clientID, on: connection) {
-            var updated = existing
-            if updated.name.isBlank { updated.name = request.name ?? structured.name }
-            if updated.email.isBlank { updated.email = request.email ?? structured.email }
-            if updated.phone.isBlank { updated.phone = contactPhone ?? structured.phone?.e164 }
-            updated.stageID = request.stageID ?? updated.stageID
-            updated.agentID = request.agentID ?? updated.agentID
-            updated.metaData = MetadataMerge.merge(existing.metaData, structured.metaData)
-            if updated != existing { try ContactStore.updateCustomer(updated, clientID: clientID, on: connection) }
-            customer = updated
+        var customer: ContactStore.Customer
+        let customerWrite: ContactStore.WritePlan.CustomerWrite
+        if let existing = existingCustomer {
+            customer = existing
+            if customer.name.isBlank { customer.name = request.name ?? structured.name }
+            if customer.email.isBlank { customer.email = request.email ?? structured.email }
+            if customer.phone.isBlank { customer.phone = contactPhone ?? structured.phone?.e164 }
+            customer.stageID = request.stageID ?? customer.stageID
+            customer.agentID = request.agentID ?? customer.agentID
+            customer.metaData = MetadataMerge.merge(existing.metaData, structured.metaData)
+            customerWrite = customer == existing ? .none : .update
+        } else if let contact = found.contact {
+            // The contact's customer vanished between the lookup and the lock: a lost race.
+            throw PostgresError(
+                code: .server, sqlState: .foreignKeyViolation, message: "customer \(contact.customerID) is gone")
         } else {
             customer = ContactStore.Customer(
                 id: UUID(), name: request.name ?? structured.name, email: request.email ?? structured.email,
                 phone: contactPhone ?? structured.phone?.e164, stageID: request.stageID, agentID: request.agentID,
                 metaData: MetadataMerge.merge([:], structured.metaData))
-            _ = try ContactStore.createCustomer(customer, clientID: clientID, on: connection)
+            customerWrite = .insert
         }
-        try ContactStore.applyFieldChanges(fieldChanges, customerID: customer.id, clientID: clientID, on: connection)
-
-        let created = contact == nil
-        if let existing = contact {
-            let name = request.name ?? existing.name
-            let email = request.email ?? existing.email
-            if name != existing.name || email != existing.email {
-                contact = try ContactStore.updateContact(
-                    existing.id, clientID: clientID, name: name, email: email, on: connection)
-            }
+        let contactWrite: ContactStore.WritePlan.ContactWrite
+        let contactName: String?
+        let contactEmail: String?
+        if let existing = found.contact {
+            contactName = request.name ?? existing.name
+            contactEmail = request.email ?? existing.email
+            contactWrite = contactName != existing.name || contactEmail != existing.email ? .update : .none
         } else {
-            contact = try ContactStore.createContact(
-                clientID: clientID, customerID: customer.id, channelID: channel.id, platform: platform,
-                identity: request.identity, name: request.name, email: request.email, on: connection)
+            contactName = request.name
+            contactEmail = request.email
+            contactWrite = .insert(channelID: channel.id, platform: platform, identity: request.identity)
         }
-        guard let contact else { throw ContactError() }
+        let plan = ContactStore.WritePlan(
+            clientID: clientID, customer: customer, customerWrite: customerWrite,
+            contactID: found.contact?.id ?? UUID(), contactName: contactName, contactEmail: contactEmail,
+            contactWrite: contactWrite, fieldChanges: fieldChanges)
+        let written = try ContactStore.write(plan, on: connection)
+        guard let contact = written ?? found.contact else {
+            throw PostgresError(code: .protocolViolation, message: "the contact was neither found nor written")
+        }
 
         // 7. The result (CONTRACT.md section 5).
         return .object([
@@ -172,7 +191,7 @@ public struct ContactUpsertHandler: JobHandler {
             "ai_customer_id": .string(customer.id.uuidString.lowercased()),
             "created_at": .string(PostgresTimestamp.format(contact.createdAt)),
             "default_stage_id": customer.stageID.map { .string($0.uuidString.lowercased()) } ?? .null,
-            "created": .bool(created),
+            "created": .bool(found.contact == nil),
         ])
     }
 

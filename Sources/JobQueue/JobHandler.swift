@@ -29,8 +29,14 @@ public protocol JobHandler: Sendable {
     /// names here up front, in one global order, before it runs the first job. The handler
     /// may take the same locks again (they nest). Default: none.
     func lockKeys(for job: Job) -> [String]
+
+    /// Called once per batch, in its transaction, before the first of `jobs` (those of this
+    /// handler's kind) runs: the place to refresh caches or read what every job needs.
+    /// Default: nothing.
+    func prepareBatch(_ jobs: [Job], on connection: isolated PostgresConnection) async throws
 }
 
 extension JobHandler {
     public func lockKeys(for job: Job) -> [String] { [] }
+    public func prepareBatch(_ jobs: [Job], on connection: isolated PostgresConnection) async throws {}
 }

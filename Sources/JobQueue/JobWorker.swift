@@ -200,6 +200,11 @@ public final class JobWorker: Service, Sendable {
                         handlers[job.kind]?.lockKeys(for: job) ?? []
                     }
                     try QueueStore.lock(keys: lockKeys, on: connection)
+                    let ownedJobs = jobs.filter { owned.contains($0.id) }
+                    for (kind, handler) in handlers {
+                        let ofKind = ownedJobs.filter { $0.kind == kind }
+                        if !ofKind.isEmpty { try await handler.prepareBatch(ofKind, on: connection) }
+                    }
                     var outcomes: [(id: Int64, outcome: QueueStore.Outcome)] = []
                     var durations: [Duration] = []
                     var skipped: [Int64] = []

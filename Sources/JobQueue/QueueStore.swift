@@ -19,36 +19,42 @@ public enum QueueStore {
     public static func claim(
         queues: [String], limit: Int, worker: String, lease: Duration, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> [Job] {
-        let rows = try connection.query(
-            """
-            WITH candidates AS (
-                SELECT j.id
-                FROM queue.jobs j
-                WHERE j.state = 'ready'
-                  AND j.queue = ANY($1::text[])
-                  AND j.run_at <= now()
-                  AND (j.ordering_key IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM queue.jobs e
-                        WHERE e.ordering_key = j.ordering_key
-                          AND e.id < j.id
-                          AND e.state IN ('ready', 'running')))
-                ORDER BY j.priority, j.run_at, j.id
-                LIMIT $2
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE queue.jobs j
-            SET state = 'running',
-                attempts = j.attempts + 1,
-                locked_by = $3,
-                locked_until = now() + $4 * interval '1 millisecond',
-                started_at = now()
-            FROM candidates c
-            WHERE j.id = c.id
-            RETURNING j.id, j.queue, j.kind, j.payload, j.client_id, j.attempts, j.max_attempts,
-                      j.ordering_key, j.created_at, j.priority, j.run_at
-            """,
-            [queues, limit, worker, lease.milliseconds])
-        return try rows.map { row throws(PostgresError) in try Job(row: row) }.sorted { $0.id < $1.id }
+        // One statement per queue: with a single queue the claim walks the partial index in
+        // claim order and stops after `limit` rows; `queue = ANY(…)` would sort every ready row.
+        var jobs: [Job] = []
+        for queue in queues where jobs.count < limit {
+            let rows = try connection.query(
+                """
+                WITH candidates AS (
+                    SELECT j.id
+                    FROM queue.jobs j
+                    WHERE j.state = 'ready'
+                      AND j.queue = $1
+                      AND j.run_at <= now()
+                      AND (j.ordering_key IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM queue.jobs e
+                            WHERE e.ordering_key = j.ordering_key
+                              AND e.id < j.id
+                              AND e.state IN ('ready', 'running')))
+                    ORDER BY j.priority, j.run_at, j.id
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE queue.jobs j
+                SET state = 'running',
+                    attempts = j.attempts + 1,
+                    locked_by = $3,
+                    locked_until = now() + $4 * interval '1 millisecond',
+                    started_at = now()
+                FROM candidates c
+                WHERE j.id = c.id
+                RETURNING j.id, j.queue, j.kind, j.payload, j.client_id, j.attempts, j.max_attempts,
+                          j.ordering_key, j.created_at
+                """,
+                [queue, limit - jobs.count, worker, lease.milliseconds])
+            for row in rows { jobs.append(try Job(row: row)) }
+        }
+        return jobs.sorted { $0.id < $1.id }
     }
 
     /// Locks the given jobs for the rest of the transaction and returns those still leased to
@@ -137,7 +143,7 @@ public enum QueueStore {
                              'code', u.error -> 'code', 'message', u.error -> 'message')) END,
                 run_at = CASE WHEN u.state = 'ready' THEN now() + u.delay * interval '1 millisecond'
                          ELSE j.run_at END,
-                finished_at = CASE WHEN u.state = 'ready' THEN NULL ELSE now() END,
+                finished_at = CASE WHEN u.state = 'ready' THEN NULL ELSE clock_timestamp() END,
                 locked_by = NULL,
                 locked_until = NULL
             FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[])

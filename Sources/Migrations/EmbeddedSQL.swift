@@ -92,28 +92,30 @@ extension Schema {
             CREATE FUNCTION crm.normalize_phone(raw text) RETURNS text
             LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
             DECLARE
-                s text := regexp_replace(raw, '^[[:space:]\u00a0]+|[[:space:]\u00a0]+$', '', 'g');
+                s text := btrim(raw, E' \t\n\r\u00a0');
+                at int;
             BEGIN
                 IF s IS NULL THEN
                     RETURN NULL;
                 END IF;
-                IF lower(s) LIKE 'whatsapp:%' THEN
-                    s := regexp_replace(substr(s, 10), '^[[:space:]\u00a0]+|[[:space:]\u00a0]+$', '', 'g');
+                IF lower(left(s, 9)) = 'whatsapp:' THEN
+                    s := btrim(substr(s, 10), E' \t\n\r\u00a0');
                 END IF;
-                IF s LIKE '%@%' THEN
-                    IF lower(s) ~ '^[0-9]+(:[0-9]+)?@(s\.whatsapp\.net|c\.us)$' THEN
-                        s := split_part(split_part(s, '@', 1), ':', 1);
-                    ELSE
+                at := strpos(s, '@');
+                IF at > 0 THEN
+                    IF lower(substr(s, at + 1)) NOT IN ('s.whatsapp.net', 'c.us')
+                       OR left(s, at - 1) !~ '^[0-9]+(:[0-9]+)?$' THEN
                         RETURN NULL;
                     END IF;
+                    s := split_part(left(s, at - 1), ':', 1);
                 END IF;
-                s := regexp_replace(s, '[[:space:]\u00a0./()-]', '', 'g');
-                IF s LIKE '+%' THEN
+                s := translate(s, E' \t\n\r\u00a0-./()', '');
+                IF left(s, 1) = '+' THEN
                     s := substr(s, 2);
-                ELSIF s LIKE '00%' THEN
+                ELSIF left(s, 2) = '00' THEN
                     s := substr(s, 3);
                 END IF;
-                IF s !~ '^[1-9][0-9]{6,14}$' THEN
+                IF length(s) NOT BETWEEN 7 AND 15 OR left(s, 1) = '0' OR s !~ '^[0-9]+$' THEN
                     RETURN NULL;
                 END IF;
                 RETURN '+' || s;
@@ -123,14 +125,22 @@ extension Schema {
             -- The identity match key of a phone spelling: its digits with WhatsApp's known variants
             -- folded together (Brazil's ninth digit, Mexico's 521, Argentina's 549), or NULL.
             CREATE FUNCTION crm.phone_key(raw text) RETURNS text
-            LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-                SELECT CASE
-                    WHEN d ~ '^55[1-9][1-9][6-9][0-9]{7}$' THEN substr(d, 1, 4) || '9' || substr(d, 5)
-                    WHEN d ~ '^521[0-9]{10}$' THEN '52' || substr(d, 4)
-                    WHEN d ~ '^549[0-9]{10}$' THEN '54' || substr(d, 4)
-                    ELSE d
-                END
-                FROM (SELECT substr(crm.normalize_phone(raw), 2) AS d) AS normalized
+            LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+            DECLARE
+                d text := substr(crm.normalize_phone(raw), 2);
+            BEGIN
+                IF d IS NULL THEN
+                    RETURN NULL;
+                END IF;
+                IF length(d) = 12 AND left(d, 2) = '55' AND substr(d, 3, 1) BETWEEN '1' AND '9'
+                   AND substr(d, 4, 1) BETWEEN '1' AND '9' AND substr(d, 5, 1) BETWEEN '6' AND '9' THEN
+                    RETURN left(d, 4) || '9' || substr(d, 5);
+                END IF;
+                IF length(d) = 13 AND left(d, 3) IN ('521', '549') THEN
+                    RETURN left(d, 2) || substr(d, 4);
+                END IF;
+                RETURN d;
+            END
             $$;
 
             CREATE TABLE crm.clients (
@@ -210,9 +220,11 @@ extension Schema {
             CREATE INDEX customers_phone_idx ON crm.customers (client_id, phone_key, created_at, id)
                 WHERE phone_key IS NOT NULL;
 
+            -- client_id on contacts and custom field values repeats the customer's (no foreign key of its
+            -- own: the customer's is checked already, and every write names the client).
             CREATE TABLE crm.contacts (
                 id               uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
-                client_id        uuid        NOT NULL REFERENCES crm.clients (id),
+                client_id        uuid        NOT NULL,
                 customer_id      uuid        NOT NULL REFERENCES crm.customers (id),
                 channel_id       uuid        NOT NULL REFERENCES crm.channels (id),
                 platform         text        NOT NULL CHECK (platform IN ('whatsapp', 'web-whatsapp', 'webchat')),
@@ -238,7 +250,7 @@ extension Schema {
             CREATE TABLE crm.customer_custom_fields (
                 customer_id    uuid        NOT NULL REFERENCES crm.customers (id) ON DELETE CASCADE,
                 definition_id  uuid        NOT NULL REFERENCES crm.custom_field_definitions (id) ON DELETE CASCADE,
-                client_id      uuid        NOT NULL REFERENCES crm.clients (id),
+                client_id      uuid        NOT NULL,
                 value          text        NOT NULL,
                 identifier_key text,
                 updated_at     timestamptz NOT NULL DEFAULT now(),
@@ -336,6 +348,34 @@ extension Schema {
                 RETURN job_id;
             END
             $$;
+
+            -- A version number for the organization settings workers cache (clients, channels, stages,
+            -- team members, custom field definitions): any change bumps it, and a worker that sees a
+            -- new number at the start of a batch drops its cache.
+            CREATE TABLE crm.config_version (
+                id      int    PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+                version bigint NOT NULL DEFAULT 0
+            );
+            INSERT INTO crm.config_version DEFAULT VALUES;
+
+            CREATE FUNCTION crm.bump_config_version() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                UPDATE crm.config_version SET version = version + 1 WHERE id = 1;
+                RETURN NULL;
+            END
+            $$;
+
+            CREATE TRIGGER clients_config_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.clients
+                FOR EACH STATEMENT EXECUTE FUNCTION crm.bump_config_version();
+            CREATE TRIGGER channels_config_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.channels
+                FOR EACH STATEMENT EXECUTE FUNCTION crm.bump_config_version();
+            CREATE TRIGGER stages_config_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.stages
+                FOR EACH STATEMENT EXECUTE FUNCTION crm.bump_config_version();
+            CREATE TRIGGER team_members_config_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.team_members
+                FOR EACH STATEMENT EXECUTE FUNCTION crm.bump_config_version();
+            CREATE TRIGGER definitions_config_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.custom_field_definitions
+                FOR EACH STATEMENT EXECUTE FUNCTION crm.bump_config_version();
             """#####
         ),
     ]

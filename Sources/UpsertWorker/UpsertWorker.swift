@@ -1,4 +1,5 @@
 import ArgumentParser
+import Bench
 import ContactDomain
 import Foundation
 import JSON
@@ -17,7 +18,7 @@ struct UpsertWorkerCommand: AsyncParsableCommand {
         abstract: "Works contact.upsert jobs from a PostgreSQL queue.",
         subcommands: [
             MigrateCommand.self, RunCommand.self, EnqueueCommand.self, StatsCommand.self, RetryCommand.self,
-            CancelCommand.self, PruneCommand.self,
+            CancelCommand.self, PruneCommand.self, BenchCommand.self,
         ])
 
     static func main() async {
@@ -385,5 +386,84 @@ struct PruneCommand: AsyncParsableCommand {
         let database = try global.prepare()
         let count = try await withDatabase(database) { connection in try QueueAdmin.prune(olderThan: age, on: connection) }
         print("pruned \(count) finished job(s)")
+    }
+}
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measures enqueue, drain, no-op, latency and the plain-SQL floor on a scratch database.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Jobs per throughput measurement.")
+    var jobs: Int = 20_000
+
+    @Option(help: "Worker batches in flight (and pgbench clients for the floor).")
+    var concurrency: Int = 4
+
+    @Option(name: .customLong("batch-size"), help: "Jobs per worker transaction.")
+    var batchSize: Int = 50
+
+    @Option(name: .customLong("latency-samples"), help: "Jobs fed one at a time to an idle worker.")
+    var latencySamples: Int = 200
+
+    @Option(help: "Worker process counts for the scaling table, e.g. 1,2,4 (empty: skip).")
+    var processes: String = ""
+
+    @Option(name: .customLong("process-concurrency"), help: "Concurrency of each worker process in the scaling table.")
+    var processConcurrency: Int = 2
+
+    @Option(name: .customLong("claim-rows"), help: "Finished rows to add before timing the claim again (0: skip).")
+    var claimRows: Int = 0
+
+    @Option(name: .customLong("soak"), help: "No-op jobs for the memory soak (0: skip).")
+    var soakJobs: Int = 0
+
+    @Flag(name: .customLong("no-floor"), help: "Skip the pgbench floor.")
+    var noFloor = false
+
+    @Flag(name: .customLong("keep-database"), help: "Keep the scratch database for inspection.")
+    var keepDatabase = false
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        guard (1...256).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 256") }
+        guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1 to 10000") }
+        guard latencySamples >= 1 else { throw ValidationError("--latency-samples must be at least 1") }
+        guard processes.isEmpty || processes.split(separator: ",").allSatisfy({ Int($0).map { $0 > 0 } ?? false }) else {
+            throw ValidationError("--processes must look like 1,2,4")
+        }
+    }
+
+    func run() async throws {
+        let database = try global.prepare()
+        var options = BenchOptions()
+        options.jobs = jobs
+        options.concurrency = concurrency
+        options.batchSize = batchSize
+        options.latencySamples = latencySamples
+        options.processes = processes.split(separator: ",").compactMap { Int($0) }
+        options.processConcurrency = processConcurrency
+        options.claimRows = claimRows
+        options.soakJobs = soakJobs
+        options.floor = !noFloor
+        options.keepDatabase = keepDatabase
+        options.executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
+        var logger = Logger(label: "bench")
+        logger.logLevel = .warning
+        let report: BenchReport
+        do {
+            report = try await Bench.run(
+                server: database, options: options, handlers: Handlers.all, logger: logger,
+                progress: { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) })
+        } catch let error as PostgresError {
+            throw CLIError.failure(error.description)
+        }
+        print(json ? report.json.jsonText : report.table)
     }
 }

@@ -54,45 +54,39 @@ public enum ContactStore {
         }
     }
 
-    /// What a job's client-level checks need: whether the stage and agent belong to the
-    /// client, and the client's custom field definitions by key.
-    public struct ClientContext: Sendable {
-        public let stageExists: Bool
-        public let agentIsActive: Bool
-        public let definitions: [String: CustomFieldDefinition]
+    /// The number `crm.config_version` holds now (see ``ContactCache``).
+    public static func configVersion(on connection: isolated PostgresConnection) throws(PostgresError) -> Int64 {
+        try connection.query("SELECT version FROM crm.config_version WHERE id = 1").first?.decode(Int64.self, "version")
+            ?? 0
     }
 
-    public static func clientContext(
-        clientID: UUID, stageID: UUID?, agentID: UUID?, on connection: isolated PostgresConnection
-    ) throws(PostgresError) -> ClientContext {
+    /// A client's stages, active agents and custom field definitions, in one round trip.
+    static func clientSettings(_ clientID: UUID, on connection: isolated PostgresConnection) throws(PostgresError)
+        -> ContactCache.ClientSettings
+    {
         let row = try connection.query(
             """
-            SELECT EXISTS (SELECT 1 FROM crm.stages WHERE id = $2 AND client_id = $1) AS stage_exists,
-                   EXISTS (SELECT 1 FROM crm.team_members WHERE id = $3 AND client_id = $1 AND active) AS agent_active
-            """, [clientID, stageID, agentID])[0]
-        var definitions: [String: CustomFieldDefinition] = [:]
-        for definition in try connection.query(
-            """
-            SELECT id, key, field_type, coalesce(options, '[]'::jsonb) AS options, is_identifier
-            FROM crm.custom_field_definitions WHERE client_id = $1
-            """, [clientID])
-        {
-            let key = try definition.decode(String.self, "key")
-            let typeName = try definition.decode(String.self, "field_type")
-            guard let type = CustomFieldType(rawValue: typeName) else { continue }
-            let options = try definition.decode(JSONValue.self, "options").arrayValue?.compactMap(\.stringValue) ?? []
-            definitions[key] = CustomFieldDefinition(
-                id: try definition.decode(UUID.self, "id"), key: key, type: type, options: options,
-                isIdentifier: try definition.decode(Bool.self, "is_identifier"))
+            SELECT (SELECT coalesce(string_agg(id::text, ','), '') FROM crm.stages WHERE client_id = $1) AS stages,
+                   (SELECT coalesce(string_agg(id::text, ','), '') FROM crm.team_members
+                    WHERE client_id = $1 AND active) AS agents,
+                   (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'id', id, 'key', key, 'type', field_type, 'options', coalesce(options, '[]'::jsonb),
+                        'identifier', is_identifier)), '[]'::jsonb)
+                    FROM crm.custom_field_definitions WHERE client_id = $1) AS definitions
+            """, [clientID])[0]
+        func ids(_ column: String) throws(PostgresError) -> Set<UUID> {
+            Set(try row.decode(String.self, column).split(separator: ",").compactMap { UUID(uuidString: String($0)) })
         }
-        return ClientContext(
-            stageExists: try row.decode(Bool.self, "stage_exists"),
-            agentIsActive: try row.decode(Bool.self, "agent_active"), definitions: definitions)
-    }
-
-    /// Serializes, until the transaction ends, every job for one identity key.
-    public static func lockIdentity(_ key: String, on connection: isolated PostgresConnection) throws(PostgresError) {
-        try connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [key])
+        var definitions: [String: CustomFieldDefinition] = [:]
+        for item in try row.decode(JSONValue.self, "definitions").arrayValue ?? [] {
+            guard let key = item["key"]?.stringValue, let id = item["id"]?.stringValue.flatMap(UUID.init(uuidString:)),
+                let type = item["type"]?.stringValue.flatMap(CustomFieldType.init(rawValue:))
+            else { continue }
+            let options = item["options"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            definitions[key] = CustomFieldDefinition(
+                id: id, key: key, type: type, options: options, isIdentifier: item["identifier"] == .bool(true))
+        }
+        return ContactCache.ClientSettings(stages: try ids("stages"), activeAgents: try ids("agents"), definitions: definitions)
     }
 
     /// A contact row.
@@ -106,65 +100,6 @@ public enum ContactStore {
         public let createdAt: Date
     }
 
-    static let contactColumns = "id, customer_id, platform, phone, name, email, created_at"
-
-    static func contact(_ row: PostgresRow) throws(PostgresError) -> Contact {
-        Contact(
-            id: try row.decode(UUID.self, "id"), customerID: try row.decode(UUID.self, "customer_id"),
-            platform: try row.decode(String.self, "platform"), phone: try row.decode(String?.self, "phone"),
-            name: try row.decode(String?.self, "name"), email: try row.decode(String?.self, "email"),
-            createdAt: try row.decode(Date.self, "created_at"))
-    }
-
-    /// The contact with this identity on this channel, if any.
-    public static func findContact(
-        clientID: UUID, channelID: UUID, identity: ContactIdentity, on connection: isolated PostgresConnection
-    ) throws(PostgresError) -> Contact? {
-        let rows: PostgresRows
-        switch identity {
-        case .phone(let phone):
-            rows = try connection.query(
-                "SELECT \(contactColumns) FROM crm.contacts WHERE client_id = $1 AND channel_id = $2 AND phone_key = $3",
-                [clientID, channelID, phone.matchKey])
-        case .externalUser(let id):
-            rows = try connection.query(
-                """
-                SELECT \(contactColumns) FROM crm.contacts
-                WHERE client_id = $1 AND channel_id = $2 AND external_user_id = $3
-                """, [clientID, channelID, id])
-        }
-        return try rows.first.map { row throws(PostgresError) in try contact(row) }
-    }
-
-    /// The customers holding any of these identifier values, with the keys they hold.
-    public static func identifierOwners(
-        clientID: UUID, values: [(definitionID: UUID, identifierKey: String)], on connection: isolated PostgresConnection
-    ) throws(PostgresError) -> [(customerID: UUID, key: String)] {
-        guard !values.isEmpty else { return [] }
-        return try connection.query(
-            """
-            SELECT v.customer_id, d.key
-            FROM crm.customer_custom_fields v
-            JOIN crm.custom_field_definitions d ON d.id = v.definition_id AND d.client_id = v.client_id
-            JOIN unnest($2::uuid[], $3::text[]) AS wanted(definition_id, identifier_key)
-              ON wanted.definition_id = v.definition_id AND wanted.identifier_key = v.identifier_key
-            WHERE v.client_id = $1
-            ORDER BY d.key
-            """, [clientID, values.map(\.definitionID), values.map(\.identifierKey)]
-        ).map { row throws(PostgresError) in (try row.decode(UUID.self, "customer_id"), try row.decode(String.self, "key")) }
-    }
-
-    /// The client's oldest customer with this phone match key.
-    public static func oldestCustomer(clientID: UUID, phone: PhoneNumber, on connection: isolated PostgresConnection)
-        throws(PostgresError) -> UUID?
-    {
-        try connection.query(
-            """
-            SELECT id FROM crm.customers WHERE client_id = $1 AND phone_key = $2 ORDER BY created_at, id LIMIT 1
-            """, [clientID, phone.matchKey]
-        ).first?.decode(UUID.self, "id")
-    }
-
     /// A customer row, as the rules see it.
     public struct Customer: Sendable, Hashable {
         public var id: UUID
@@ -176,83 +111,97 @@ public enum ContactStore {
         public var metaData: [String: JSONValue]
     }
 
-    /// Reads a customer of the client and locks its row for the rest of the transaction, so
-    /// that two jobs never merge metadata into it at the same time.
-    public static func lockCustomer(_ id: UUID, clientID: UUID, on connection: isolated PostgresConnection)
-        throws(PostgresError) -> Customer?
-    {
-        try connection.query(
-            """
-            SELECT id, name, email, phone, stage_id, agent_id, meta_data FROM crm.customers
-            WHERE id = $1 AND client_id = $2 FOR UPDATE
-            """, [id, clientID]
-        ).first.map { row throws(PostgresError) in
-            Customer(
-                id: try row.decode(UUID.self, "id"), name: try row.decode(String?.self, "name"),
-                email: try row.decode(String?.self, "email"), phone: try row.decode(String?.self, "phone"),
-                stageID: try row.decode(UUID?.self, "stage_id"), agentID: try row.decode(UUID?.self, "agent_id"),
-                metaData: try row.decode(JSONValue.self, "meta_data").objectValue ?? [:])
-        }
+    /// What one job finds in the database about its person.
+    struct Lookup: Sendable {
+        /// The contact with this identity on this channel.
+        var contact: Contact?
+        /// The customers holding the job's identifier values, with the keys they hold.
+        var owners: [(customerID: UUID, key: String)]
+        /// The candidate customer (the contact's; else the one identifier owner; else, for a
+        /// phone, the client's oldest customer with that match key), locked `FOR UPDATE`.
+        var customer: Customer?
     }
 
-    /// Inserts a customer and returns its id.
-    public static func createCustomer(_ customer: Customer, clientID: UUID, on connection: isolated PostgresConnection)
-        throws(PostgresError) -> UUID
-    {
-        try connection.query(
-            """
-            INSERT INTO crm.customers (id, client_id, name, email, phone, stage_id, agent_id, meta_data)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) RETURNING id
-            """,
-            [customer.id, clientID, customer.name, customer.email, customer.phone, customer.stageID, customer.agentID,
-             JSONValue.object(customer.metaData)])[0].decode(UUID.self, "id")
-    }
-
-    /// Writes a customer's changed columns (the caller only calls it when something changed).
-    public static func updateCustomer(_ customer: Customer, clientID: UUID, on connection: isolated PostgresConnection)
-        throws(PostgresError)
-    {
-        try connection.execute(
-            """
-            UPDATE crm.customers
-            SET name = $3, email = $4, phone = $5, stage_id = $6, agent_id = $7, meta_data = $8::jsonb, updated_at = now()
-            WHERE id = $1 AND client_id = $2
-            """,
-            [customer.id, clientID, customer.name, customer.email, customer.phone, customer.stageID, customer.agentID,
-             JSONValue.object(customer.metaData)])
-    }
-
-    /// Inserts a contact; the unique identity indexes make a lost race a unique violation.
-    public static func createContact(
-        clientID: UUID, customerID: UUID, channelID: UUID, platform: Platform, identity: ContactIdentity,
-        name: String?, email: String?, on connection: isolated PostgresConnection
-    ) throws(PostgresError) -> Contact {
-        var phone: String? = nil
-        var externalUserID: String? = nil
+    /// Finds the contact, the identifier owners and the candidate customer in one statement,
+    /// locking the customer's row until the transaction ends.
+    static func lookup(
+        clientID: UUID, channelID: UUID, identity: ContactIdentity,
+        identifiers: [(definitionID: UUID, identifierKey: String)], on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> Lookup {
+        let identityCondition: String
+        let identityValue: String
+        var phoneKey: String? = nil
         switch identity {
-        case .phone(let number): phone = number.e164
-        case .externalUser(let id): externalUserID = id
+        case .phone(let phone):
+            identityCondition = "phone_key = $3"
+            identityValue = phone.matchKey
+            phoneKey = phone.matchKey
+        case .externalUser(let id):
+            identityCondition = "external_user_id = $3"
+            identityValue = id
         }
-        return try contact(
-            connection.query(
-                """
-                INSERT INTO crm.contacts (client_id, customer_id, channel_id, platform, phone, external_user_id, name, email)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                RETURNING \(contactColumns)
-                """,
-                [clientID, customerID, channelID, platform.rawValue, phone, externalUserID, name, email])[0])
+        let row = try connection.query(
+            """
+            WITH contact AS (
+                SELECT id, customer_id, platform, phone, name, email, created_at FROM crm.contacts
+                WHERE client_id = $1 AND channel_id = $2 AND \(identityCondition)
+            ), owners AS (
+                SELECT v.customer_id, d.key
+                FROM crm.customer_custom_fields v
+                JOIN crm.custom_field_definitions d ON d.id = v.definition_id AND d.client_id = v.client_id
+                JOIN unnest($4::uuid[], $5::text[]) AS wanted(definition_id, identifier_key)
+                  ON wanted.definition_id = v.definition_id AND wanted.identifier_key = v.identifier_key
+                WHERE v.client_id = $1
+            ), candidate AS (
+                SELECT coalesce(
+                    (SELECT customer_id FROM contact),
+                    (SELECT min(customer_id::text)::uuid FROM owners HAVING count(DISTINCT customer_id) = 1),
+                    (SELECT id FROM crm.customers WHERE client_id = $1 AND $6::text IS NOT NULL AND phone_key = $6
+                     ORDER BY created_at, id LIMIT 1)) AS id
+            ), customer AS (
+                SELECT c.id, c.name, c.email, c.phone, c.stage_id, c.agent_id, c.meta_data
+                FROM crm.customers c JOIN candidate ON c.id = candidate.id
+                WHERE c.client_id = $1
+                FOR UPDATE OF c
+            )
+            SELECT (SELECT row_to_json(contact) FROM contact) AS contact,
+                   (SELECT coalesce(json_agg(owners ORDER BY key), '[]') FROM owners) AS owners,
+                   (SELECT row_to_json(customer) FROM customer) AS customer
+            """,
+            [clientID, channelID, identityValue, identifiers.map(\.definitionID), identifiers.map(\.identifierKey), phoneKey])[0]
+        var lookup = Lookup(contact: nil, owners: [], customer: nil)
+        if let contact = try row.decode(JSONValue?.self, "contact") {
+            lookup.contact = try Self.contact(json: contact)
+        }
+        for owner in try row.decode(JSONValue.self, "owners").arrayValue ?? [] {
+            guard let id = owner["customer_id"]?.stringValue.flatMap(UUID.init(uuidString:)),
+                let key = owner["key"]?.stringValue
+            else { continue }
+            lookup.owners.append((id, key))
+        }
+        if let customer = try row.decode(JSONValue?.self, "customer") {
+            guard let id = customer["id"]?.stringValue.flatMap(UUID.init(uuidString:)) else {
+                throw PostgresError(code: .decoding, message: "customer without id")
+            }
+            lookup.customer = Customer(
+                id: id, name: customer["name"]?.stringValue, email: customer["email"]?.stringValue,
+                phone: customer["phone"]?.stringValue,
+                stageID: customer["stage_id"]?.stringValue.flatMap(UUID.init(uuidString:)),
+                agentID: customer["agent_id"]?.stringValue.flatMap(UUID.init(uuidString:)),
+                metaData: customer["meta_data"]?.objectValue ?? [:])
+        }
+        return lookup
     }
 
-    /// Replaces a contact's name and email (the caller only calls it when one changed).
-    public static func updateContact(
-        _ id: UUID, clientID: UUID, name: String?, email: String?, on connection: isolated PostgresConnection
-    ) throws(PostgresError) -> Contact {
-        try contact(
-            connection.query(
-                """
-                UPDATE crm.contacts SET name = $3, email = $4, updated_at = now()
-                WHERE id = $1 AND client_id = $2 RETURNING \(contactColumns)
-                """, [id, clientID, name, email])[0])
+    static func contact(json: JSONValue) throws(PostgresError) -> Contact {
+        guard let id = json["id"]?.stringValue.flatMap(UUID.init(uuidString:)),
+            let customerID = json["customer_id"]?.stringValue.flatMap(UUID.init(uuidString:)),
+            let platform = json["platform"]?.stringValue,
+            let createdAt = json["created_at"]?.stringValue.flatMap(PostgresTimestamp.parse)
+        else { throw PostgresError(code: .decoding, message: "malformed contact row") }
+        return Contact(
+            id: id, customerID: customerID, platform: platform, phone: json["phone"]?.stringValue,
+            name: json["name"]?.stringValue, email: json["email"]?.stringValue, createdAt: createdAt)
     }
 
     /// One custom field change: a canonical value to set, or nil to remove the value.
@@ -261,33 +210,88 @@ public enum ContactStore {
         public let value: String?
     }
 
-    /// Sets and removes custom field values in two statements; a value equal to the stored
-    /// one is not rewritten. An identifier value held by another customer is a unique
-    /// violation (`customer_identifier_idx`).
-    public static func applyFieldChanges(
-        _ changes: [FieldChange], customerID: UUID, clientID: UUID, on connection: isolated PostgresConnection
-    ) throws(PostgresError) {
-        let sets = changes.filter { $0.value != nil }
-        let removals = changes.filter { $0.value == nil }
-        if !sets.isEmpty {
-            try connection.execute(
-                """
+    /// Everything one job writes.
+    struct WritePlan: Sendable {
+        enum CustomerWrite { case none, insert, update }
+        enum ContactWrite { case none, insert(channelID: UUID, platform: Platform, identity: ContactIdentity), update }
+        var clientID: UUID
+        var customer: Customer
+        var customerWrite: CustomerWrite
+        var contactID: UUID
+        var contactName: String?
+        var contactEmail: String?
+        var contactWrite: ContactWrite
+        var fieldChanges: [FieldChange]
+    }
+
+    /// Applies a plan in one statement (data-modifying CTEs: the customer, the contact, the
+    /// custom field values set and removed; a value equal to the stored one is not
+    /// rewritten). Returns the contact row when it was inserted or updated.
+    static func write(_ plan: WritePlan, on connection: isolated PostgresConnection) throws(PostgresError) -> Contact? {
+        var phone: String? = nil
+        var externalUserID: String? = nil
+        var channelID: UUID? = nil
+        var platform: String? = nil
+        var insertContact = false
+        var updateContact = false
+        switch plan.contactWrite {
+        case .none: break
+        case .insert(let channel, let p, let identity):
+            insertContact = true
+            channelID = channel
+            platform = p.rawValue
+            switch identity {
+            case .phone(let number): phone = number.e164
+            case .externalUser(let id): externalUserID = id
+            }
+        case .update: updateContact = true
+        }
+        let sets = plan.fieldChanges.filter { $0.value != nil }
+        let removals = plan.fieldChanges.filter { $0.value == nil }
+        let c = plan.customer
+        let rows = try connection.query(
+            """
+            WITH ins_customer AS (
+                INSERT INTO crm.customers (id, client_id, name, email, phone, stage_id, agent_id, meta_data)
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb WHERE $9::boolean
+                RETURNING id
+            ), upd_customer AS (
+                UPDATE crm.customers
+                SET name = $3, email = $4, phone = $5, stage_id = $6, agent_id = $7, meta_data = $8::jsonb, updated_at = now()
+                WHERE id = $1 AND client_id = $2 AND $10::boolean
+                RETURNING id
+            ), ins_contact AS (
+                INSERT INTO crm.contacts (id, client_id, customer_id, channel_id, platform, phone, external_user_id, name, email)
+                SELECT $11, $2, $1, $12, $13, $14, $15, $16, $17 WHERE $18::boolean
+                RETURNING id, customer_id, platform, phone, name, email, created_at
+            ), upd_contact AS (
+                UPDATE crm.contacts SET name = $16, email = $17, updated_at = now()
+                WHERE id = $11 AND client_id = $2 AND $19::boolean
+                RETURNING id, customer_id, platform, phone, name, email, created_at
+            ), set_fields AS (
                 INSERT INTO crm.customer_custom_fields (customer_id, definition_id, client_id, value, identifier_key)
-                SELECT $1, d, $2, v, k FROM unnest($3::uuid[], $4::text[], $5::text[]) AS t(d, v, k)
+                SELECT $1, d, $2, v, k FROM unnest($20::uuid[], $21::text[], $22::text[]) AS t(d, v, k)
                 ON CONFLICT (customer_id, definition_id) DO UPDATE
                 SET value = EXCLUDED.value, identifier_key = EXCLUDED.identifier_key, updated_at = now()
                 WHERE (customer_custom_fields.value, customer_custom_fields.identifier_key)
                       IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.identifier_key)
-                """,
-                [customerID, clientID, sets.map(\.definition.id), sets.map { $0.value ?? "" },
-                 sets.map { $0.definition.identifierKey($0.value ?? "") }])
-        }
-        if !removals.isEmpty {
-            try connection.execute(
-                """
+                RETURNING 1
+            ), del_fields AS (
                 DELETE FROM crm.customer_custom_fields
-                WHERE customer_id = $1 AND client_id = $2 AND definition_id = ANY($3::uuid[])
-                """, [customerID, clientID, removals.map(\.definition.id)])
-        }
+                WHERE customer_id = $1 AND client_id = $2 AND definition_id = ANY($23::uuid[])
+                RETURNING 1
+            )
+            SELECT (SELECT row_to_json(x) FROM (SELECT * FROM ins_contact UNION ALL SELECT * FROM upd_contact) x) AS contact,
+                   (SELECT count(*) FROM ins_customer) + (SELECT count(*) FROM upd_customer)
+                   + (SELECT count(*) FROM set_fields) + (SELECT count(*) FROM del_fields) AS writes
+            """,
+            [c.id, plan.clientID, c.name, c.email, c.phone, c.stageID, c.agentID, JSONValue.object(c.metaData),
+             plan.customerWrite == .insert, plan.customerWrite == .update,
+             plan.contactID, channelID, platform, phone, externalUserID, plan.contactName, plan.contactEmail,
+             insertContact, updateContact,
+             sets.map(\.definition.id), sets.map { $0.value ?? "" }, sets.map { $0.definition.identifierKey($0.value ?? "") },
+             removals.map(\.definition.id)])
+        guard let json = try rows.first?.decode(JSONValue?.self, "contact") else { return nil }
+        return try contact(json: json)
     }
 }

@@ -1,0 +1,457 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import JSON
+import JobQueue
+import Logging
+import Migrations
+import Postgres
+
+/// What to measure; every field has a default that fits a 2-core machine in about a minute.
+public struct BenchOptions: Sendable {
+    /// Jobs per throughput measurement. Default: 20,000.
+    public var jobs = 20_000
+    /// Worker batches in flight (and pgbench clients for the floor). Default: 4.
+    public var concurrency = 4
+    /// Jobs per worker transaction. Default: 50.
+    public var batchSize = 50
+    /// Jobs fed one at a time to an idle worker for the latency figures. Default: 200.
+    public var latencySamples = 200
+    /// Worker process counts for the scaling table (empty: skip). Example: [1, 2, 4].
+    public var processes: [Int] = []
+    /// Concurrency of each worker process in the scaling table. Default: 2.
+    public var processConcurrency = 2
+    /// Finished rows to add before timing the claim again (0: skip). Example: 1,000,000.
+    public var claimRows = 0
+    /// No-op jobs for the memory soak (0: skip). Example: 1,000,000.
+    public var soakJobs = 0
+    /// Run the pgbench floor. Default: true.
+    public var floor = true
+    /// This executable, to start worker processes for the scaling table.
+    public var executable: String?
+    /// Keep the scratch database afterwards, for inspection. Default: false.
+    public var keepDatabase = false
+
+    public init() {}
+}
+
+/// The figures of one bench run.
+public struct BenchReport: Sendable {
+    public var jobs = 0
+    public var concurrency = 0
+    public var batchSize = 0
+    public var enqueueJobsPerSecond = 0.0
+    public var drainJobsPerSecond = 0.0
+    public var drainSucceeded = 0
+    public var drainFailed = 0
+    public var floorJobsPerSecond: Double?
+    public var noopJobsPerSecond = 0.0
+    public var startLatencyMs: Percentiles?
+    public var finishLatencyMs: Percentiles?
+    public var claimMsEmpty: Double?
+    public var claimMsWithFinished: Double?
+    public var finishedRows = 0
+    public var scaling: [(processes: Int, jobsPerSecond: Double)] = []
+    public var soakRSSMiB: [Double] = []
+    public var peakRSSMiB = 0.0
+
+    public struct Percentiles: Sendable {
+        public var p50: Double
+        public var p99: Double
+        public var max: Double
+
+        init(_ values: [Double]) {
+            let sorted = values.sorted()
+            func at(_ q: Double) -> Double {
+                guard !sorted.isEmpty else { return 0 }
+                return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))]
+            }
+            p50 = at(0.5)
+            p99 = at(0.99)
+            max = sorted.last ?? 0
+        }
+
+        var json: JSONValue { ["p50": .number(JSONNumber(p50)), "p99": .number(JSONNumber(p99)), "max": .number(JSONNumber(max))] }
+    }
+
+    /// The report as JSON (for `bench --json`).
+    public var json: JSONValue {
+        func number(_ value: Double?) -> JSONValue { value.map { .number(JSONNumber(($0 * 100).rounded() / 100)) } ?? .null }
+        var object: [String: JSONValue] = [
+            "jobs": .number(JSONNumber(jobs)), "concurrency": .number(JSONNumber(concurrency)),
+            "batch_size": .number(JSONNumber(batchSize)),
+            "enqueue_jobs_per_second": number(enqueueJobsPerSecond),
+            "drain_jobs_per_second": number(drainJobsPerSecond),
+            "drain_succeeded": .number(JSONNumber(drainSucceeded)), "drain_failed": .number(JSONNumber(drainFailed)),
+            "floor_jobs_per_second": number(floorJobsPerSecond),
+            "drain_vs_floor": number(floorJobsPerSecond.map { drainJobsPerSecond / $0 }),
+            "noop_jobs_per_second": number(noopJobsPerSecond),
+            "start_latency_ms": startLatencyMs?.json ?? .null,
+            "finish_latency_ms": finishLatencyMs?.json ?? .null,
+            "claim_ms_empty": number(claimMsEmpty), "claim_ms_with_finished": number(claimMsWithFinished),
+            "finished_rows": .number(JSONNumber(finishedRows)),
+            "peak_rss_mib": number(peakRSSMiB),
+        ]
+        object["scaling"] = .array(scaling.map { ["processes": .number(JSONNumber($0.processes)), "jobs_per_second": number($0.jobsPerSecond)] })
+        object["soak_rss_mib"] = .array(soakRSSMiB.map { number($0) })
+        return .object(object)
+    }
+
+    /// The report as a table for people.
+    public var table: String {
+        func f(_ value: Double?) -> String { value.map { String(format: "%.0f", $0) } ?? "-" }
+        func ms(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "-" }
+        var lines = [
+            "bench: \(jobs) jobs, concurrency \(concurrency), batch size \(batchSize)",
+            "",
+            "measure                                   value",
+            "enqueue (COPY), jobs/s                    \(f(enqueueJobsPerSecond))",
+            "drain, contact.upsert, jobs/s             \(f(drainJobsPerSecond))   (\(drainSucceeded) succeeded, \(drainFailed) failed)",
+            "floor, plain SQL 1 job/tx (pgbench), /s   \(f(floorJobsPerSecond))",
+            "drain / floor                             \(floorJobsPerSecond.map { String(format: "%.2fx", drainJobsPerSecond / $0) } ?? "-")",
+            "drain, queue.noop, jobs/s                 \(f(noopJobsPerSecond))",
+            "idle enqueue-to-start ms p50/p99/max      \(ms(startLatencyMs?.p50)) / \(ms(startLatencyMs?.p99)) / \(ms(startLatencyMs?.max))",
+            "idle enqueue-to-finish ms p50/p99/max     \(ms(finishLatencyMs?.p50)) / \(ms(finishLatencyMs?.p99)) / \(ms(finishLatencyMs?.max))",
+        ]
+        if claimMsEmpty != nil {
+            lines.append("claim of 10, ms: empty / \(finishedRows) finished   \(ms(claimMsEmpty)) / \(ms(claimMsWithFinished))")
+        }
+        for (processes, rate) in scaling {
+            lines.append("drain with \(processes) worker process(es), jobs/s    \(f(rate))")
+        }
+        if !soakRSSMiB.isEmpty {
+            lines.append("soak RSS MiB (samples)                    \(soakRSSMiB.map { String(format: "%.0f", $0) }.joined(separator: " "))")
+        }
+        lines.append("peak RSS MiB                              \(String(format: "%.0f", peakRSSMiB))")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// `upsert-worker bench`: a scratch database, a realistic workload, and the figures of
+/// issue 5, all from one run.
+public enum Bench {
+    public static func run(
+        server: PostgresConfiguration, options: BenchOptions, handlers: [any JobHandler], logger: Logger,
+        progress: @Sendable (String) -> Void
+    ) async throws -> BenchReport {
+        let name = "upsert_bench_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+        let admin = try await PostgresConnection.connect(server, logger: logger)
+        try await admin.run { c in try c.executeScript("CREATE DATABASE \(name)") }
+        do {
+            let report = try await measure(
+                server.with(database: name), options: options, handlers: handlers, logger: logger, progress: progress)
+            if options.keepDatabase {
+                progress("kept the scratch database \(name)")
+            } else {
+                try await admin.run { c in try c.executeScript("DROP DATABASE \(name) WITH (FORCE)") }
+            }
+            return report
+        } catch {
+            try? await admin.run { c in try c.executeScript("DROP DATABASE \(name) WITH (FORCE)") }
+            throw error
+        }
+    }
+
+    static func measure(
+        _ database: PostgresConfiguration, options: BenchOptions, handlers: [any JobHandler], logger: Logger,
+        progress: @Sendable (String) -> Void
+    ) async throws -> BenchReport {
+        var report = BenchReport()
+        report.jobs = options.jobs
+        report.concurrency = options.concurrency
+        report.batchSize = options.batchSize
+        let workload = Workload()
+        let c = try await PostgresConnection.connect(database, logger: logger)
+        try await c.run { c in
+            _ = try await Schema.migrate(c, logger: logger)
+            try c.executeScript(Floor.functionSQL)
+            try workload.load(on: c)
+        }
+        let payloads = workload.payloads(options.jobs)
+
+        progress("enqueue: COPY \(options.jobs) jobs")
+        report.enqueueJobsPerSecond = try await timedRate(options.jobs) {
+            try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", on: c)
+        }
+        try await c.run { c in try c.executeScript("VACUUM ANALYZE") }
+
+        progress("drain: \(options.jobs) contact.upsert jobs")
+        report.drainJobsPerSecond = try await timedRate(options.jobs) {
+            try await drain(["contacts"], database, options, handlers, logger)
+        }
+        (report.drainSucceeded, report.drainFailed) = try await c.run { c in
+            let row = try c.query(
+                """
+                SELECT count(*) FILTER (WHERE state = 'succeeded') AS ok, count(*) FILTER (WHERE state = 'failed') AS bad
+                FROM queue.jobs WHERE queue = 'contacts'
+                """)[0]
+            return (try row.decode(Int.self, "ok"), try row.decode(Int.self, "bad"))
+        }
+
+        if options.floor, let pgbench = findPgbench() {
+            progress("floor: the same jobs in plain SQL through pgbench, one job per transaction")
+            try await resetCRM(c)
+            try await enqueue(payloads, queue: "floor", kind: "contact.upsert", on: c)
+            try await c.run { c in try c.executeScript("VACUUM ANALYZE") }
+            report.floorJobsPerSecond = try runPgbench(
+                pgbench, database: database, clients: options.concurrency, jobs: options.jobs)
+        }
+
+        progress("no-op: \(options.jobs) queue.noop jobs")
+        try await enqueue(Array(repeating: [:], count: options.jobs), queue: "noop", kind: "queue.noop", on: c)
+        try await c.run { c in try c.executeScript("VACUUM ANALYZE queue.jobs") }
+        report.noopJobsPerSecond = try await timedRate(options.jobs) {
+            try await drain(["noop"], database, options, handlers, logger)
+        }
+
+        progress("latency: \(options.latencySamples) jobs fed one at a time to an idle worker")
+        (report.startLatencyMs, report.finishLatencyMs) = try await latency(
+            workload, samples: options.latencySamples, database, handlers, logger, on: c)
+
+        for processes in options.processes {
+            guard let executable = options.executable else { break }
+            progress("scaling: \(processes) worker process(es)")
+            try await resetCRM(c)
+            try await c.run { c in try c.execute("DELETE FROM queue.jobs WHERE queue = 'contacts'") }
+            try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", on: c)
+            try await c.run { c in try c.executeScript("VACUUM ANALYZE") }
+            let rate = try await timedRate(options.jobs) {
+                try await runProcesses(processes, executable: executable, database: database, options: options)
+            }
+            report.scaling.append((processes, rate))
+        }
+
+        if options.claimRows > 0 {
+            progress("claim: timing claims with an empty table, then with \(options.claimRows) finished rows")
+            report.finishedRows = options.claimRows
+            (report.claimMsEmpty, report.claimMsWithFinished) = try await claimTimes(finishedRows: options.claimRows, on: c)
+        }
+
+        if options.soakJobs > 0 {
+            progress("soak: \(options.soakJobs) queue.noop jobs, sampling RSS")
+            report.soakRSSMiB = try await soak(options.soakJobs, database, options, handlers, logger, on: c)
+        }
+        report.peakRSSMiB = peakRSSMiB()
+        await c.close()
+        return report
+    }
+
+    static func timedRate(_ count: Int, _ body: () async throws -> Void) async throws -> Double {
+        let start = ContinuousClock.now
+        try await body()
+        let elapsed = ContinuousClock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return Double(count) / max(seconds, 1e-9)
+    }
+
+    static func enqueue(_ payloads: [JSONValue], queue: String, kind: String, on c: PostgresConnection) async throws {
+        let jobs = payloads.map { NewJob(queue: queue, kind: kind, payload: $0) }
+        try await c.run { c in
+            try await c.withTransaction { c in _ = try JobProducer.enqueueMany(jobs, on: c) }
+        }
+    }
+
+    static func workerConfiguration(_ queues: [String], _ options: BenchOptions, drain: Bool) -> WorkerConfiguration {
+        var configuration = WorkerConfiguration()
+        configuration.queues = queues
+        configuration.concurrency = options.concurrency
+        configuration.batchSize = options.batchSize
+        configuration.drain = drain
+        return configuration
+    }
+
+    static func drain(
+        _ queues: [String], _ database: PostgresConfiguration, _ options: BenchOptions, _ handlers: [any JobHandler],
+        _ logger: Logger
+    ) async throws {
+        let worker = JobWorker(
+            configuration: workerConfiguration(queues, options, drain: true), database: database, handlers: handlers,
+            logger: logger)
+        try await worker.run()
+    }
+
+    static func resetCRM(_ c: PostgresConnection) async throws {
+        try await c.run { c in
+            try c.executeScript("TRUNCATE crm.customer_custom_fields, crm.contacts, crm.customers")
+        }
+    }
+
+    static func findPgbench() -> String? {
+        let candidates = ["/usr/lib/postgresql/17/bin/pgbench", "/usr/lib/postgresql/16/bin/pgbench",
+                          "/usr/lib/postgresql/15/bin/pgbench", "/usr/lib/postgresql/14/bin/pgbench", "/usr/bin/pgbench"]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    static func runPgbench(_ pgbench: String, database: PostgresConfiguration, clients: Int, jobs: Int) throws -> Double {
+        let script = FileManager.default.temporaryDirectory.appendingPathComponent("floor-\(getpid()).sql")
+        try Floor.pgbenchScript.write(to: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: script) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: pgbench)
+        let perClient = (jobs + clients - 1) / clients
+        process.arguments = ["-n", "-f", script.path, "-c", String(clients), "-j", String(min(clients, 2)),
+                             "-t", String(perClient), database.connectionString]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0,
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
+            let tps = Double(line.dropFirst("tps = ".count).prefix(while: { $0.isNumber || $0 == "." }))
+        else {
+            throw BenchError(message: "pgbench failed: \(text.suffix(500))")
+        }
+        // Each transaction works at most one job; clients × per-client rounding may add a few empty ones.
+        return tps * Double(jobs) / Double(perClient * clients)
+    }
+
+    static func latency(
+        _ workload: Workload, samples: Int, _ database: PostgresConfiguration, _ handlers: [any JobHandler],
+        _ logger: Logger, on c: PostgresConnection
+    ) async throws -> (BenchReport.Percentiles, BenchReport.Percentiles) {
+        var configuration = WorkerConfiguration()
+        configuration.queues = ["latency"]
+        configuration.concurrency = 1
+        configuration.batchSize = 10
+        configuration.pollInterval = .seconds(5)
+        let worker = JobWorker(configuration: configuration, database: database, handlers: handlers, logger: logger)
+        let running = Task { try await worker.run() }
+        try await Task.sleep(for: .milliseconds(300))
+        let payloads = workload.payloads(samples, seed: 7)
+        for payload in payloads {
+            try await c.run { c in
+                try c.execute("INSERT INTO queue.jobs (queue, payload) VALUES ('latency', $1::jsonb)", [payload])
+            }
+            try await Task.sleep(for: .milliseconds(15))
+        }
+        while try await c.run({ c in
+            try c.query("SELECT count(*) AS n FROM queue.jobs WHERE queue = 'latency' AND finished_at IS NULL")[0]
+                .decode(Int.self, "n")
+        }) > 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        worker.stop()
+        try await running.value
+        let rows = try await c.run { c in
+            try c.query(
+                """
+                SELECT extract(epoch FROM started_at - created_at) * 1000 AS start_ms,
+                       extract(epoch FROM finished_at - created_at) * 1000 AS finish_ms
+                FROM queue.jobs WHERE queue = 'latency'
+                """
+            ).map { (try $0.decode(Double.self, "start_ms"), try $0.decode(Double.self, "finish_ms")) }
+        }
+        return (BenchReport.Percentiles(rows.map(\.0)), BenchReport.Percentiles(rows.map(\.1)))
+    }
+
+    static func runProcesses(_ count: Int, executable: String, database: PostgresConfiguration, options: BenchOptions)
+        async throws
+    {
+        var processes: [Process] = []
+        for _ in 0..<count {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["run", "--drain", "--concurrency", String(options.processConcurrency),
+                                 "--batch-size", String(options.batchSize), "--log-level", "error",
+                                 "--database-url", database.connectionString]
+            try process.run()
+            processes.append(process)
+        }
+        for process in processes {
+            while process.isRunning { try await Task.sleep(for: .milliseconds(5)) }
+            guard process.terminationStatus == 0 else {
+                throw BenchError(message: "a worker process exited with \(process.terminationStatus)")
+            }
+        }
+    }
+
+    static func claimTimes(finishedRows: Int, on c: PostgresConnection) async throws -> (Double, Double) {
+        func timeClaims() async throws -> Double {
+            try await c.run { c in
+                try c.execute("DELETE FROM queue.jobs WHERE queue = 'claimcheck'")
+                try c.execute(
+                    "INSERT INTO queue.jobs (queue, kind, payload) SELECT 'claimcheck', 'queue.noop', '{}' FROM generate_series(1, 2000)")
+                try c.executeScript("ANALYZE queue.jobs")
+                var times: [Double] = []
+                for _ in 0..<100 {
+                    let start = ContinuousClock.now
+                    _ = try QueueStore.claim(
+                        queues: ["claimcheck"], limit: 10, worker: "bench", lease: .seconds(60), on: c)
+                    let elapsed = ContinuousClock.now - start
+                    times.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+                }
+                return BenchReport.Percentiles(times).p50
+            }
+        }
+        let empty = try await timeClaims()
+        try await c.run { c in
+            try c.execute(
+                """
+                INSERT INTO queue.jobs (queue, kind, payload, state, attempts, finished_at)
+                SELECT 'claimcheck-done', 'queue.noop', '{}', 'succeeded', 1, now() FROM generate_series(1, $1)
+                """, [finishedRows])
+            try c.executeScript("VACUUM ANALYZE queue.jobs")
+        }
+        let full = try await timeClaims()
+        return (empty, full)
+    }
+
+    static func soak(
+        _ jobs: Int, _ database: PostgresConfiguration, _ options: BenchOptions, _ handlers: [any JobHandler],
+        _ logger: Logger, on c: PostgresConnection
+    ) async throws -> [Double] {
+        let worker = JobWorker(
+            configuration: workerConfiguration(["soak"], options, drain: false), database: database, handlers: handlers,
+            logger: logger)
+        let running = Task { try await worker.run() }
+        var samples: [Double] = []
+        let chunk = 50_000
+        var enqueued = 0
+        while enqueued < jobs {
+            let n = min(chunk, jobs - enqueued)
+            try await enqueue(Array(repeating: [:], count: n), queue: "soak", kind: "queue.noop", on: c)
+            enqueued += n
+            // Keep the backlog bounded, so the soak measures the worker and not the table.
+            while try await c.run({ c in
+                try c.query("SELECT count(*) AS n FROM queue.jobs WHERE queue = 'soak' AND state <> 'succeeded'")[0]
+                    .decode(Int.self, "n")
+            }) > chunk {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            if enqueued % 100_000 == 0 || enqueued == jobs { samples.append(currentRSSMiB()) }
+        }
+        while try await c.run({ c in
+            try c.query("SELECT count(*) AS n FROM queue.jobs WHERE queue = 'soak' AND state <> 'succeeded'")[0]
+                .decode(Int.self, "n")
+        }) > 0 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        samples.append(currentRSSMiB())
+        worker.stop()
+        try await running.value
+        return samples
+    }
+
+    static func peakRSSMiB() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
+    }
+
+    static func currentRSSMiB() -> Double {
+        guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = statm.split(separator: " ")
+        guard fields.count > 1, let pages = Double(fields[1]) else { return 0 }
+        return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
+    }
+}
+
+/// The bench could not complete a measurement.
+public struct BenchError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}

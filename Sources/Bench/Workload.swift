@@ -1,0 +1,117 @@
+import Foundation
+import JSON
+import Postgres
+
+/// A deterministic random generator (SplitMix64), so that every bench run loads the same jobs.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The organization the bench works for, and its realistic jobs: a mix of new and repeated
+/// identities on all three platforms, names, e-mails, stages, agents, four custom fields (one
+/// an identifier), metadata, and about 2 % bad jobs.
+struct Workload {
+    let client = UUID()
+    let channels: [(id: UUID, platform: String, phone: String?)]
+    let stages = (0..<3).map { _ in UUID() }
+    let agents = (0..<3).map { _ in UUID() }
+
+    init() {
+        channels = [
+            (UUID(), "whatsapp", "+56223450001"), (UUID(), "whatsapp", "+5541999990000"),
+            (UUID(), "web-whatsapp", "+525500000001"), (UUID(), "webchat", nil),
+        ]
+    }
+
+    /// Creates the organization's rows.
+    func load(on c: isolated PostgresConnection) throws {
+        try c.execute("INSERT INTO crm.clients (id, name) VALUES ($1, 'Bench Org')", [client])
+        for channel in channels {
+            try c.execute(
+                "INSERT INTO crm.channels (id, client_id, platform, phone_number) VALUES ($1, $2, $3, $4)",
+                [channel.id, client, channel.platform, channel.phone])
+        }
+        for (i, stage) in stages.enumerated() {
+            try c.execute("INSERT INTO crm.stages (id, client_id, name, position) VALUES ($1, $2, $3, $4)",
+                          [stage, client, "Stage \(i)", i])
+        }
+        for (i, agent) in agents.enumerated() {
+            try c.execute("INSERT INTO crm.team_members (id, client_id, name) VALUES ($1, $2, $3)", [agent, client, "Agent \(i)"])
+        }
+        try c.execute(
+            """
+            INSERT INTO crm.custom_field_definitions (client_id, key, field_type, options, is_identifier) VALUES
+                ($1, 'rut', 'text', NULL, true), ($1, 'budget', 'number', NULL, false),
+                ($1, 'plan', 'options', '["Free","Pro","Enterprise"]', false), ($1, 'visit_date', 'date', NULL, false)
+            """, [client])
+    }
+
+    /// `count` payloads; about 60 % of identities are new and 40 % repeat an earlier one.
+    func payloads(_ count: Int, seed: UInt64 = 42) -> [JSONValue] {
+        var random = SeededGenerator(state: seed)
+        let pool = max(1, count * 6 / 10)
+        let plans = ["Free", "pro", "ENTERPRISE"]
+        let firstNames = ["María", "José", "Ana", "João", "Lupita", "Sofía", "Pedro", "Camila", "Diego", "Valentina"]
+        let lastNames = ["Pérez", "González", "Silva", "Hernández", "Gómez", "Rojas", "Soto", "Muñoz"]
+        var out: [JSONValue] = []
+        out.reserveCapacity(count)
+        for i in 0..<count {
+            let person = i < pool ? i : Int.random(in: 0..<pool, using: &random)
+            let channel = channels[person % channels.count]
+            var payload: [String: JSONValue] = ["channel": .string(channel.platform)]
+            let first = firstNames[person % firstNames.count]
+            let last = lastNames[(person / 10) % lastNames.count]
+            if channel.platform == "webchat" {
+                payload["channel_id"] = .string(channel.id.uuidString.lowercased())
+                payload["external_user_id"] = .string("visitor-\(person)")
+            } else {
+                payload["channel_phone_number"] = .string(channel.phone ?? "")
+                let digits = String(format: "%08d", 10_000_000 + person)
+                payload["contact_phone_number"] = .string(
+                    channel.platform == "whatsapp" && person % 2 == 0 ? "+56 9 \(digits.prefix(4)) \(digits.suffix(4))"
+                        : "569\(digits)")
+            }
+            payload["contact_name"] = .string("\(first) \(last)")
+            if Int.random(in: 0..<10, using: &random) < 6 {
+                payload["contact_email"] = .string("\(first.lowercased().prefix(3))\(person)@example.com")
+            }
+            if Int.random(in: 0..<10, using: &random) < 3 {
+                payload["stageId"] = .string(stages[Int.random(in: 0..<3, using: &random)].uuidString)
+            }
+            if Int.random(in: 0..<10, using: &random) < 2 {
+                payload["agentId"] = .string(agents[Int.random(in: 0..<3, using: &random)].uuidString)
+            }
+            var fields: [JSONValue] = [
+                ["key": "budget", "value": .string(String(Int.random(in: 100...5_000, using: &random) * 1000))],
+                ["key": "plan", "value": .string(plans[Int.random(in: 0..<3, using: &random)])],
+                ["key": "visit_date", "value": .string("2026-12-\(String(format: "%02d", 1 + person % 28))")],
+            ]
+            if i < pool, person % 2 == 0 {
+                fields.append(["key": "rut", "value": .string("\(10_000_000 + person)-\(person % 10)")])
+            }
+            payload["custom_field_values"] = .array(fields)
+            payload["meta_data"] = [
+                "source": .string(i % 3 == 0 ? "landing-page" : "whatsapp-ad"), "utm_campaign": "cyber-2026",
+                "page_views": .number(JSONNumber(Int.random(in: 1...40, using: &random))),
+            ]
+            // About 2 % bad jobs: an invalid phone or an unknown custom field.
+            let roll = Int.random(in: 0..<100, using: &random)
+            if roll == 0 {
+                payload["channel"] = "whatsapp"
+                payload["channel_phone_number"] = .string(channels[0].phone ?? "")
+                payload["contact_phone_number"] = "12345"
+            } else if roll == 1 {
+                payload["custom_field_values"] = [["key": "no_such_field", "value": "x"]]
+            }
+            out.append(.object(payload))
+        }
+        return out
+    }
+}
