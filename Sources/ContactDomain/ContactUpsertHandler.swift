@@ -17,6 +17,8 @@ import Postgres
 /// re-run then finds the winner's rows.
 public struct ContactUpsertHandler: JobHandler {
     public let kind = "contact.upsert"
+    /// Every ``ContactError`` is thrown before the job's one write statement.
+    public let failsBeforeWriting = true
     let structurer: any MetadataStructurer
     let cache = ContactCache()
 

@@ -6,6 +6,7 @@ import Postgres
 /// no-op mode) and checks a deployment end to end without touching any domain table.
 public struct NoopHandler: JobHandler {
     public let kind = "queue.noop"
+    public let failsBeforeWriting = true
     public init() {}
     public func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws
         -> JSONValue

@@ -191,44 +191,20 @@ public final class JobWorker: Service, Sendable {
         let started = ContinuousClock.now
         let configuration = self.configuration
         let handlers = self.handlers
+        // Without savepoints when every handler allows it; after a database error, again with them.
+        let fast = jobs.allSatisfy { handlers[$0.kind]?.failsBeforeWriting ?? true }
         do {
-            let (finished, skipped) = try await pool.withConnection { connection in
-                try await connection.withTransaction { connection in
-                    let owned = try QueueStore.lockOwned(
-                        ids: jobs.map(\.id), worker: configuration.workerID, on: connection)
-                    let lockKeys = jobs.filter { owned.contains($0.id) }.flatMap { job in
-                        handlers[job.kind]?.lockKeys(for: job) ?? []
-                    }
-                    try QueueStore.lock(keys: lockKeys, on: connection)
-                    let ownedJobs = jobs.filter { owned.contains($0.id) }
-                    for (kind, handler) in handlers {
-                        let ofKind = ownedJobs.filter { $0.kind == kind }
-                        if !ofKind.isEmpty { try await handler.prepareBatch(ofKind, on: connection) }
-                    }
-                    var outcomes: [(id: Int64, outcome: QueueStore.Outcome)] = []
-                    var durations: [Duration] = []
-                    var skipped: [Int64] = []
-                    for job in jobs {
-                        guard owned.contains(job.id) else {
-                            skipped.append(job.id)
-                            continue
-                        }
-                        let jobStarted = ContinuousClock.now
-                        let outcome = try await Self.run(
-                            job, handler: handlers[job.kind], configuration: configuration, on: connection,
-                            logger: logger)
-                        outcomes.append((job.id, outcome))
-                        durations.append(ContinuousClock.now - jobStarted)
-                    }
-                    try QueueStore.finish(outcomes, worker: configuration.workerID, on: connection)
-                    return (zip(outcomes, durations).map { ($0.id, $0.outcome, $1) }, skipped)
-                }
+            var result: BatchResult
+            do {
+                result = try await runBatch(jobs, savepoints: !fast, logger: logger)
+            } catch is NeedsSavepoints {
+                result = try await runBatch(jobs, savepoints: true, logger: logger)
             }
-            for id in skipped {
+            for id in result.skipped {
                 logger.warning("lease lost before the job ran; left to its new owner", metadata: ["job.id": "\(id)"])
             }
             let byID = Dictionary(jobs.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-            for (id, outcome, duration) in finished {
+            for (id, outcome, duration) in result.finished {
                 guard let job = byID[id] else { continue }
                 log(job, outcome, duration: duration, batchDuration: ContinuousClock.now - started, logger: logger)
             }
@@ -253,14 +229,60 @@ public final class JobWorker: Service, Sendable {
         }
     }
 
-    /// Runs one job in a savepoint, re-running it at once after a lost race.
+    struct BatchResult: Sendable {
+        var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)]
+        var skipped: [Int64]
+    }
+
+    /// A database error inside a batch run without savepoints: roll back, run it again with them.
+    struct NeedsSavepoints: Error {}
+
+    private func runBatch(_ jobs: [Job], savepoints: Bool, logger: Logger) async throws -> BatchResult {
+        let configuration = self.configuration
+        let handlers = self.handlers
+        return try await pool.withConnection { connection in
+            try await connection.withTransaction { connection in
+                let owned = try QueueStore.lockOwned(
+                    ids: jobs.map(\.id), worker: configuration.workerID, on: connection)
+                let ownedJobs = jobs.filter { owned.contains($0.id) }
+                let lockKeys = ownedJobs.flatMap { job in handlers[job.kind]?.lockKeys(for: job) ?? [] }
+                try QueueStore.lock(keys: lockKeys, on: connection)
+                for (kind, handler) in handlers {
+                    let ofKind = ownedJobs.filter { $0.kind == kind }
+                    if !ofKind.isEmpty { try await handler.prepareBatch(ofKind, on: connection) }
+                }
+                var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)] = []
+                for job in ownedJobs {
+                    let jobStarted = ContinuousClock.now
+                    let outcome = try await Self.run(
+                        job, handler: handlers[job.kind], configuration: configuration, savepoint: savepoints,
+                        on: connection, logger: logger)
+                    finished.append((job.id, outcome, ContinuousClock.now - jobStarted))
+                }
+                try QueueStore.finish(finished.map { ($0.id, $0.outcome) }, worker: configuration.workerID, on: connection)
+                return BatchResult(finished: finished, skipped: jobs.map(\.id).filter { !owned.contains($0) })
+            }
+        }
+    }
+
+    /// Runs one job, in a savepoint unless `savepoint` is false, re-running it at once after a
+    /// lost race.
     static func run(
-        _ job: Job, handler: (any JobHandler)?, configuration: WorkerConfiguration,
+        _ job: Job, handler: (any JobHandler)?, configuration: WorkerConfiguration, savepoint: Bool = true,
         on connection: isolated PostgresConnection, logger: Logger
     ) async throws -> QueueStore.Outcome {
         guard let handler else { return .failed(.unknownKind(job.kind)) }
         var jobLogger = logger
         jobLogger[metadataKey: "job.id"] = "\(job.id)"
+        if !savepoint {
+            do {
+                return .succeeded(try await handler.handle(job, on: connection, logger: jobLogger))
+            } catch is PostgresError {
+                throw NeedsSavepoints()
+            } catch {
+                return outcome(for: JobFailure.classify(error), job: job, policy: configuration.retryPolicy)
+            }
+        }
         var attempt = 0
         while true {
             do {

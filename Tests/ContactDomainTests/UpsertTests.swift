@@ -316,7 +316,8 @@ struct UpsertTests {
                     CREATE SEQUENCE fail_once;
                     CREATE FUNCTION crm.fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
                     BEGIN
-                        IF nextval('fail_once') = 1 THEN
+                        -- The first run of the batch (no savepoints) and its re-run with savepoints.
+                        IF nextval('fail_once') <= 2 THEN
                             RAISE EXCEPTION 'simulated statement timeout' USING ERRCODE = '57014';
                         END IF;
                         RETURN NEW;
