@@ -76,7 +76,9 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Migrations", "JSON", "TestSupport"]),
         .testTarget(
             name: "JobQueueTests",
-            dependencies: ["JobQueue", "Postgres", "JSON", "TestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "JobQueue", "Postgres", "JSON", "TestSupport", "Migrations", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "ContactDomainTests",

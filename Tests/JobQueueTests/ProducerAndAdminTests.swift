@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JobQueue
+import Migrations
 import Postgres
 import TestSupport
 import Testing
@@ -169,7 +170,7 @@ struct ProducerAndAdminTests {
             let connection = try await PostgresConnection.connect(database)
             let versions = try await QueueTest.scalar(
                 "SELECT count(*) FROM queue.schema_migrations", Int.self, on: connection)
-            #expect(versions == 2)
+            #expect(versions == Schema.migrations.count)
             await connection.close()
         }
     }
