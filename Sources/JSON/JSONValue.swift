@@ -112,3 +112,45 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { text }
 }
+
+extension JSONNumber {
+    /// True when PostgreSQL's `numeric` (and so `jsonb`) can store the number: at most
+    /// 131,072 digits before the decimal point and 16,383 after. `1e999999` is valid JSON that
+    /// no database column accepts.
+    public var fitsPostgresNumeric: Bool {
+        var text = Substring(self.text)
+        if text.first == "-" { text.removeFirst() }
+        var exponent = 0
+        if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            guard let value = Int(text[text.index(after: e)...].replacingPlus()) else { return false }
+            exponent = value
+            text = text[..<e]
+        }
+        let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        let integer = parts[0].drop(while: { $0 == "0" })
+        let fraction = parts.count > 1 ? parts[1] : ""
+        let integerDigits = integer.count + exponent
+        let fractionDigits = fraction.count - exponent
+        return integerDigits <= 131_072 && fractionDigits <= 16_383
+    }
+}
+
+extension Substring {
+    fileprivate func replacingPlus() -> Substring { first == "+" ? dropFirst() : self }
+}
+
+extension JSONValue {
+    /// The first number anywhere in the value that PostgreSQL cannot store, if any.
+    public var firstNumberOutOfPostgresRange: JSONNumber? {
+        switch self {
+        case .number(let n): return n.fitsPostgresNumeric ? nil : n
+        case .array(let elements):
+            for element in elements { if let n = element.firstNumberOutOfPostgresRange { return n } }
+            return nil
+        case .object(let members):
+            for value in members.values { if let n = value.firstNumberOutOfPostgresRange { return n } }
+            return nil
+        default: return nil
+        }
+    }
+}

@@ -34,10 +34,16 @@ public struct Job: Sendable {
     public let orderingKey: String?
     /// When the job was enqueued.
     public let createdAt: Date
+    /// Why the stored payload could not be read (nested deeper than the worker accepts, say);
+    /// such a job fails with `invalid_payload` without reaching its handler.
+    public let payloadProblem: String?
+
+    /// How deep a stored payload may nest; deeper ones fail their job instead of the worker.
+    public static let maxPayloadDepth = 128
 
     public init(
         id: Int64, queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, attempt: Int = 1,
-        maxAttempts: Int = 10, orderingKey: String? = nil, createdAt: Date = Date()
+        maxAttempts: Int = 10, orderingKey: String? = nil, createdAt: Date = Date(), payloadProblem: String? = nil
     ) {
         self.id = id
         self.queue = queue
@@ -48,19 +54,29 @@ public struct Job: Sendable {
         self.maxAttempts = maxAttempts
         self.orderingKey = orderingKey
         self.createdAt = createdAt
+        self.payloadProblem = payloadProblem
     }
 
     init(row: PostgresRow) throws(PostgresError) {
+        var payload = JSONValue.null
+        var problem: String? = nil
+        let text = try row.decode(String.self, "payload")
+        do {
+            payload = try JSONValue.parse(text, limits: JSONParseLimits(maxDepth: Self.maxPayloadDepth, maxBytes: 64 << 20))
+        } catch {
+            problem = error.message
+        }
         self.init(
             id: try row.decode(Int64.self, "id"),
             queue: try row.decode(String.self, "queue"),
             kind: try row.decode(String.self, "kind"),
-            payload: try row.decode(JSONValue.self, "payload"),
+            payload: payload,
             clientID: try row.decode(UUID?.self, "client_id"),
             attempt: try row.decode(Int.self, "attempts"),
             maxAttempts: try row.decode(Int.self, "max_attempts"),
             orderingKey: try row.decode(String?.self, "ordering_key"),
-            createdAt: try row.decode(Date.self, "created_at"))
+            createdAt: try row.decode(Date.self, "created_at"),
+            payloadProblem: problem)
     }
 }
 

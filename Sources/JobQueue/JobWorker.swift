@@ -272,6 +272,12 @@ public final class JobWorker: Service, Sendable {
         on connection: isolated PostgresConnection, logger: Logger
     ) async throws -> QueueStore.Outcome {
         guard let handler else { return .failed(.unknownKind(job.kind)) }
+        if let problem = job.payloadProblem {
+            return .failed(
+                JobFailure(
+                    status: 400, code: "invalid_payload", message: "the payload cannot be read: \(problem)",
+                    details: nil, isRetryable: false))
+        }
         var jobLogger = logger
         jobLogger[metadataKey: "job.id"] = "\(job.id)"
         if !savepoint {

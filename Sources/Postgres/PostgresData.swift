@@ -125,7 +125,7 @@ extension JSONValue: PostgresEncodable, PostgresDecodable {
     public var postgresText: String? { jsonText }
     public static func decode(postgresText: String) throws(PostgresError) -> JSONValue {
         do {
-            return try JSONValue.parse(postgresText, limits: JSONParseLimits(maxDepth: 10_000, maxBytes: Int.max))
+            return try JSONValue.parse(postgresText, limits: JSONParseLimits(maxDepth: 512, maxBytes: Int.max))
         } catch {
             throw PostgresError(code: .decoding, message: "invalid JSON from the server: \(error)")
         }

@@ -36,6 +36,11 @@ enum InputReader {
                     problems.append(Problem(line: lineNumber, message: "not a JSON object (\(value.typeName))"))
                     continue
                 }
+                if let number = value.firstNumberOutOfPostgresRange {
+                    problems.append(
+                        Problem(line: lineNumber, message: "number \(number.text.prefix(20)) is too large for PostgreSQL"))
+                    continue
+                }
                 payloads.append((lineNumber, value))
             } catch {
                 problems.append(Problem(line: lineNumber, message: "invalid JSON: \(error)"))
@@ -78,6 +83,8 @@ enum InputReader {
                 continue
             }
             switch ContactCSV.payload(headers: header.fields, fields: record.fields) {
+            case .success(let payload) where payload.firstNumberOutOfPostgresRange != nil:
+                problems.append(Problem(line: record.line, message: "a number is too large for PostgreSQL"))
             case .success(let payload): payloads.append((record.line, payload))
             case .failure(let error): problems.append(Problem(line: record.line, message: error.message))
             }
