@@ -1,12 +1,11 @@
 import JSON
-import JobQueue
 
 /// Everything wrong with one `contact.upsert` job, collected before failing it once
 /// (CONTRACT.md section 6).
 ///
 /// `code` names the first kind present in the contract's order; ``jobFailure`` carries every
 /// list that applies in `details`, so a producer fixes all problems in one go.
-public struct ContactError: Error, Sendable, Hashable, JobFailureConvertible, CustomStringConvertible {
+public struct ContactError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A field with the wrong JSON type, or a payload that is not an object.
     public var invalidPayload: [FieldProblem] = []
     /// Required fields that are absent (every one).
@@ -110,10 +109,6 @@ public struct ContactError: Error, Sendable, Hashable, JobFailureConvertible, Cu
         }
         if let unauthorized { details["unauthorized"] = .string(unauthorized) }
         return .object(details)
-    }
-
-    public var jobFailure: JobFailure {
-        JobFailure(status: status, code: code, message: message, details: details, isRetryable: false)
     }
 
     public var description: String { "\(status) \(code): \(details.jsonText)" }

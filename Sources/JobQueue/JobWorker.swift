@@ -61,6 +61,10 @@ public final class JobWorker: Service, Sendable {
     let logger: Logger
     let bell = Doorbell()
     private let stopping = Atomic<Bool>(false)
+    /// The jobs this worker holds in memory right now: the only leases its heartbeat extends.
+    /// A job whose claim result or failure record was lost with the connection is not here, so
+    /// its lease runs out and any worker rescues it.
+    private let held = Mutex<Set<Int64>>([])
     private let listenerBox = Mutex<PostgresConnection?>(nil)
 
     /// A worker over `database`, with one pooled connection per slot plus one for
@@ -173,7 +177,9 @@ public final class JobWorker: Service, Sendable {
                 await bell.wait(after: seen)
                 continue
             }
+            held.withLock { $0.formUnion(jobs.map(\.id)) }
             await process(jobs, logger: logger)
+            held.withLock { $0.subtract(jobs.map(\.id)) }
             await bell.ring()
         }
     }
@@ -392,9 +398,12 @@ public final class JobWorker: Service, Sendable {
             do {
                 if now - lastHeartbeat >= heartbeatEvery {
                     lastHeartbeat = now
-                    try await pool.withConnection { [configuration] connection in
-                        _ = try QueueStore.heartbeat(
-                            worker: configuration.workerID, lease: configuration.lease, on: connection)
+                    let ids = Array(held.withLock { $0 })
+                    if !ids.isEmpty {
+                        try await pool.withConnection { [configuration] connection in
+                            _ = try QueueStore.heartbeat(
+                                worker: configuration.workerID, ids: ids, lease: configuration.lease, on: connection)
+                        }
                     }
                 }
                 if now - lastRescue >= rescueEvery {

@@ -157,21 +157,21 @@ public enum QueueStore {
         return updated
     }
 
-    /// Extends the leases `worker` holds, skipping rows its own transactions have locked (they
-    /// are fenced already). Returns how many leases were extended.
+    /// Extends the leases of the jobs `ids` that `worker` still holds, skipping rows its own
+    /// transactions have locked (they are fenced already). Returns how many were extended.
     @discardableResult
     public static func heartbeat(
-        worker: String, lease: Duration, on connection: isolated PostgresConnection
+        worker: String, ids: [Int64], lease: Duration, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Int {
         try connection.execute(
             """
             UPDATE queue.jobs
-            SET locked_until = now() + $2 * interval '1 millisecond'
+            SET locked_until = now() + $3 * interval '1 millisecond'
             WHERE id IN (SELECT id FROM queue.jobs
-                         WHERE locked_by = $1 AND state = 'running'
+                         WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND state = 'running'
                          FOR UPDATE SKIP LOCKED)
             """,
-            [worker, lease.milliseconds])
+            [worker, ids, lease.milliseconds])
     }
 
     /// Puts running jobs whose lease ran out (their worker died or hung) back to `ready`, or
