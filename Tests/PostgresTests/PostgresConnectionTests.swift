@@ -277,6 +277,19 @@ struct PostgresConnectionTests {
         #expect(rebuilt.options == pairs.options)
     }
 
+    @Test("sslmode and other libpq options reach libpq: verify-full against a server without TLS is refused")
+    func sslModePassesThrough() async throws {
+        let server = try TestDatabase.serverConfiguration()
+        let error = await #expect(throws: PostgresError.self) {
+            _ = try await PostgresConnection.connect(server.with("sslmode", "verify-full").with("host", "127.0.0.1"))
+        }
+        #expect(error?.code == .connection)
+        #expect(error?.message.localizedLowercase.contains("ssl") == true, "\(error?.message ?? "")")
+        let named = try await PostgresConnection.connect(server.with("application_name", "upsert-worker-test"))
+        let name = try await named.run { c in try c.query("SELECT current_setting('application_name') AS n")[0].decode(String.self, "n") }
+        #expect(name == "upsert-worker-test")
+    }
+
     @Test("the pool lends at most its size, and every caller gets a turn")
     func pool() async throws {
         let pool = PostgresConnectionPool(configuration: try TestDatabase.serverConfiguration(), size: 3)
