@@ -62,6 +62,30 @@ public enum TestDatabase {
         }
     }
 
+    /// A migrated scratch database and an open connection to it, closed afterwards.
+    public static func withScratchConnection<T: Sendable>(
+        _ body: (PostgresConfiguration, PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await withScratch { configuration in
+            let connection = try await PostgresConnection.connect(configuration)
+            do {
+                let value = try await body(configuration, connection)
+                await connection.close()
+                return value
+            } catch {
+                await connection.close()
+                throw error
+            }
+        }
+    }
+
+    /// A logger for tests: warnings and above only, so that test output stays readable.
+    public static let quietLogger: Logger = {
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        return logger
+    }()
+
     private static func drop(_ name: String, _ admin: PostgresConnection) async throws {
         try await admin.run { admin in
             try admin.executeScript("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")

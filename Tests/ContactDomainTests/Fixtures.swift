@@ -77,21 +77,12 @@ struct Finished: Sendable {
 }
 
 enum Domain {
-    static let logger: Logger = {
-        var logger = Logger(label: "test")
-        logger.logLevel = .warning
-        return logger
-    }()
+    static let logger = TestDatabase.quietLogger
 
     static func withDatabase<T: Sendable>(_ body: (PostgresConfiguration, PostgresConnection) async throws -> T)
         async throws -> T
     {
-        try await TestDatabase.withScratch { configuration in
-            let connection = try await PostgresConnection.connect(configuration)
-            let value = try await body(configuration, connection)
-            await connection.close()
-            return value
-        }
+        try await TestDatabase.withScratchConnection(body)
     }
 
     /// Enqueues the payloads in order and works them to the end with the contact handler,

@@ -35,18 +35,13 @@ struct Transient: JobFailureConvertible {
 }
 
 enum QueueTest {
-    static let logger: Logger = {
-        var logger = Logger(label: "test")
-        logger.logLevel = .warning
-        return logger
-    }()
+    static let logger = TestDatabase.quietLogger
 
     /// A migrated scratch database with a `test_runs` table for handlers to record into.
     static func withDatabase<T: Sendable>(_ body: (PostgresConfiguration, PostgresConnection) async throws -> T)
         async throws -> T
     {
-        try await TestDatabase.withScratch { configuration in
-            let connection = try await PostgresConnection.connect(configuration)
+        try await TestDatabase.withScratchConnection { configuration, connection in
             try await connection.run { c in
                 try c.executeScript(
                     """
@@ -55,7 +50,6 @@ enum QueueTest {
                         job_id bigint NOT NULL, worker text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())
                     """)
             }
-            defer { Task { await connection.close() } }
             return try await body(configuration, connection)
         }
     }
