@@ -102,7 +102,7 @@ public struct ContactRequest: Sendable, Hashable {
             draft.errors.invalidPayload.append(.init("payload", "must be a JSON object, not \(payload.typeName)"))
             return draft
         }
-        if payload.jsonText.utf8.count > maxPayloadBytes {
+        if payload.serializedSize > maxPayloadBytes {
             draft.errors.invalidPayload.append(.init("payload", "larger than 256 KiB"))
             return draft
         }
@@ -226,7 +226,7 @@ public struct ContactRequest: Sendable, Hashable {
         switch object["meta_data"] ?? .null {
         case .null: break
         case .object(let members):
-            if JSONValue.object(members).jsonText.utf8.count > maxMetaDataBytes {
+            if JSONValue.object(members).serializedSize > maxMetaDataBytes {
                 errors.invalidFields.append(.init("meta_data", "larger than 64 KiB"))
             } else {
                 metaData = members
@@ -293,6 +293,27 @@ public struct ContactRequest: Sendable, Hashable {
                 agentID: agentID, metaData: metaData, customFieldValues: customFieldValues)
         }
         return draft
+    }
+}
+
+extension ContactRequest {
+    /// The person a payload names, read cheaply (no full validation): the key of the lock that
+    /// serializes every job of one person. Nil when the payload names no valid identity.
+    public static func identityLockKey(_ payload: JSONValue) -> String? {
+        guard case .object(let object) = payload, case .string(let channel)? = object["channel"],
+            let platform = Platform(rawValue: channel)
+        else { return nil }
+        if platform.usesPhone {
+            guard case .string(let phone)? = object["contact_phone_number"],
+                case .success(let number) = PhoneNumber.parse(phone)
+            else { return nil }
+            return "crm.phone:\(number.matchKey)"
+        }
+        guard case .string(let channelID)? = object["channel_id"], SeedUUID.matches(channelID),
+            case .string(let user)? = object["external_user_id"]
+        else { return nil }
+        let trimmed = user.trimmingSpaces
+        return trimmed.isEmpty ? nil : "crm.webchat:\(channelID.lowercased()):\(trimmed)"
     }
 }
 

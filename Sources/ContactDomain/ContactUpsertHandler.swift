@@ -203,18 +203,7 @@ public struct ContactUpsertHandler: JobHandler {
     /// external user id on webchat. (Identifier values are not locked: which fields are
     /// identifiers depends on the client, and the unique index settles their races.)
     public func lockKeys(for job: Job) -> [String] {
-        guard case .success(let request) = ContactRequest.validate(job.payload) else { return [] }
-        return Self.lockKeys(request)
-    }
-
-    static func lockKeys(_ request: ContactRequest) -> [String] {
-        var keys: [String] = []
-        switch request.identity {
-        case .phone(let phone): keys.append("crm.phone:\(phone.matchKey)")
-        case .externalUser(let id):
-            if case .id(let channel) = request.channel { keys.append("crm.webchat:\(channel.uuidString.lowercased()):\(id)") }
-        }
-        return keys
+        ContactRequest.identityLockKey(job.payload).map { [$0] } ?? []
     }
 }
 

@@ -55,9 +55,10 @@ public struct RuleBasedStructurer: MetadataStructurer {
     {
         var result = StructuredMetadata()
         // Deterministic on collisions: keys already in snake_case win, then the later key in sorted order.
-        for original in metaData.keys.sorted(by: { (Self.snakeCase($0) == $0 ? 1 : 0, $0) < (Self.snakeCase($1) == $1 ? 1 : 0, $1) }) {
+        let keyed = metaData.keys.map { (original: $0, key: Self.snakeCase($0)) }
+            .sorted { ($0.key == $0.original ? 1 : 0, $0.original) < ($1.key == $1.original ? 1 : 0, $1.original) }
+        for (original, key) in keyed {
             guard let value = metaData[original] else { continue }
-            let key = Self.snakeCase(original)
             if let definition = definitions[key], let input = Self.customFieldInput(value),
                 !input.isEmptyString, case .success = definition.canonicalize(input)
             {
