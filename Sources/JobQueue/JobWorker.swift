@@ -103,10 +103,16 @@ public final class JobWorker: Service, Sendable {
                 "worker.batch_size": "\(configuration.batchSize)",
                 "worker.drain": "\(configuration.drain)",
             ])
-        await withGracefulShutdownHandler {
-            await self.work(logger: logger)
-        } onGracefulShutdown: {
-            logger.info("shutdown requested: finishing in-flight jobs")
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await self.work(logger: logger)
+            } onGracefulShutdown: {
+                logger.info("shutdown requested: finishing in-flight jobs")
+                self.stop()
+            }
+        } onCancel: {
+            // Cancellation (a service group giving up on a graceful shutdown) stops the slots
+            // too: idle ones wait on the doorbell, not on a cancellable sleep.
             self.stop()
         }
         do {

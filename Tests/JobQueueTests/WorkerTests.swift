@@ -238,3 +238,29 @@ struct WorkerTests {
         }
     }
 }
+
+@Suite("Cancellation")
+struct CancellationTests {
+    @Test("cancelling the worker's task stops an idle worker promptly")
+    func cancelIdleWorker() async throws {
+        try await QueueTest.withDatabase { database, _ in
+            var configuration = QueueTest.configuration(drain: false)
+            configuration.pollInterval = .seconds(30)
+            let worker = JobWorker(
+                configuration: configuration, database: database, handlers: [NoopHandler()], logger: QueueTest.logger)
+            let task = Task { try await worker.run() }
+            try await Task.sleep(for: .milliseconds(300))
+            let start = ContinuousClock.now
+            task.cancel()
+            // Should cancellation not stop it, fail instead of hanging the suite.
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(10))
+                Issue.record("cancellation did not stop the worker")
+                worker.stop()
+            }
+            try await task.value
+            watchdog.cancel()
+            #expect(ContinuousClock.now - start < .seconds(5))
+        }
+    }
+}
