@@ -11,8 +11,9 @@ import Postgres
 /// The `contact.upsert` job: create or find a contact, and update its customer
 /// (DOMAIN.md, rule by rule).
 ///
-/// It runs inside the job's savepoint: a ``ContactError`` rolls back everything the job
-/// wrote and fails it (400/401, never retried); a lost race with another job (a unique
+/// Every ``ContactError`` is found before the job's one write statement, so it fails the job
+/// (400/401, never retried) with nothing written, and the worker can skip the per-job
+/// savepoint; a lost race with another job (a unique
 /// violation on the identity or identifier indexes) is re-run at once by the queue, and the
 /// re-run then finds the winner's rows.
 public struct ContactUpsertHandler: JobHandler {

@@ -5,10 +5,11 @@ import Postgres
 /// Runs the jobs of one kind.
 ///
 /// The worker calls ``handle(_:on:logger:)`` inside the transaction that will also record the
-/// job's outcome, in a savepoint of its own: every row the handler writes through
-/// `connection` commits together with `succeeded`, or not at all. A handler that throws
-/// leaves nothing behind; what it threw decides between `failed` and a retry (see
-/// ``JobFailure/classify(_:)``).
+/// job's outcome, in a savepoint of its own (or, for handlers that declare
+/// ``failsBeforeWriting``, without one until a database error asks for it): every row the
+/// handler writes through `connection` commits together with `succeeded`, or not at all. A
+/// handler that throws leaves nothing behind; what it threw decides between `failed` and a
+/// retry (see ``JobFailure/classify(_:)``).
 ///
 /// A lost race with another transaction (a unique or foreign-key violation, a deadlock or a
 /// serialization failure) re-runs the handler at once in a fresh savepoint, a few times,
