@@ -114,9 +114,9 @@ extension Double: PostgresEncodable, PostgresDecodable {
 }
 
 extension UUID: PostgresEncodable, PostgresDecodable {
-    public var postgresText: String? { uuidString.lowercased() }
+    public var postgresText: String? { PostgresUUID.string(self) }
     public static func decode(postgresText: String) throws(PostgresError) -> UUID {
-        guard let value = UUID(uuidString: postgresText) else { throw mismatch(postgresText) }
+        guard let value = PostgresUUID.parse(postgresText) else { throw mismatch(postgresText) }
         return value
     }
 }
@@ -148,22 +148,31 @@ public struct PostgresNumeric: Sendable, Hashable, PostgresEncodable, PostgresDe
 /// A one-dimensional array parameter (`text[]`, `uuid[]`, `bigint[]`…), sent as an array literal.
 extension Array: PostgresEncodable where Element: PostgresEncodable {
     public var postgresText: String? {
-        var out = "{"
+        var out: [UInt8] = []
+        out.reserveCapacity(2 + count * 40)
+        out.append(UInt8(ascii: "{"))
         for (i, element) in enumerated() {
-            if i > 0 { out += "," }
-            guard let text = element.postgresText else {
-                out += "NULL"
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            guard var text = element.postgresText else {
+                out.append(contentsOf: [UInt8(ascii: "N"), UInt8(ascii: "U"), UInt8(ascii: "L"), UInt8(ascii: "L")])
                 continue
             }
-            out += "\""
-            for scalar in text.unicodeScalars {
-                if scalar == "\"" || scalar == "\\" { out += "\\" }
-                out.unicodeScalars.append(scalar)
+            out.append(UInt8(ascii: "\""))
+            text.withUTF8 { bytes in
+                let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+                if !bytes.contains(where: { $0 == quote || $0 == backslash }) {
+                    out.append(contentsOf: bytes)
+                    return
+                }
+                for byte in bytes {
+                    if byte == quote || byte == backslash { out.append(backslash) }
+                    out.append(byte)
+                }
             }
-            out += "\""
+            out.append(UInt8(ascii: "\""))
         }
-        out += "}"
-        return out
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
