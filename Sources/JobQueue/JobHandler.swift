@@ -42,10 +42,43 @@ public protocol JobHandler: Sendable {
     /// it again with savepoints, so one job's failure still never touches another.
     /// Default: false.
     var failsBeforeWriting: Bool { get }
+
+    /// True when the handler implements ``handleBatch(_:on:logger:)``: the worker then gives
+    /// it every job of its kind in a batch at once instead of one by one. Default: false.
+    var handlesBatches: Bool { get }
+
+    /// Runs several jobs of this kind together, set-based (a few statements for all of them
+    /// rather than a few each), and returns one result per job, in the order of `jobs`.
+    ///
+    /// A job's own failure (bad input, a rule it breaks) is its `.failure` and touches no
+    /// other job. A database error ends the whole call instead: the worker rolls back
+    /// everything the call wrote (it runs in a savepoint of its own) and runs the same jobs
+    /// again one by one through ``handle(_:on:logger:)``, each in its own savepoint, so the
+    /// per-job guarantees hold whatever happens to the set. Default: the jobs one by one.
+    func handleBatch(_ jobs: [Job], on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> [Result<JSONValue, any Error>]
 }
 
 extension JobHandler {
     public func lockKeys(for job: Job) -> [String] { [] }
     public func prepareBatch(_ jobs: [Job], on connection: isolated PostgresConnection) async throws {}
     public var failsBeforeWriting: Bool { false }
+    public var handlesBatches: Bool { false }
+
+    public func handleBatch(_ jobs: [Job], on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> [Result<JSONValue, any Error>]
+    {
+        var results: [Result<JSONValue, any Error>] = []
+        results.reserveCapacity(jobs.count)
+        for job in jobs {
+            do {
+                results.append(.success(try await handle(job, on: connection, logger: logger)))
+            } catch let error as PostgresError {
+                throw error
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
 }

@@ -264,16 +264,69 @@ public final class JobWorker: Service, Sendable {
                     if !ofKind.isEmpty { try await handler.prepareBatch(ofKind, on: connection) }
                 }
                 var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)] = []
+                // Jobs of set-based handlers wait for their group; the rest run one by one.
+                var groups: [String: [Job]] = [:]
                 for job in ownedJobs {
+                    if let handler = handlers[job.kind], handler.handlesBatches, job.payloadProblem == nil {
+                        groups[job.kind, default: []].append(job)
+                        continue
+                    }
                     let jobStarted = ContinuousClock.now
                     let outcome = try await Self.run(
                         job, handler: handlers[job.kind], configuration: configuration, savepoint: savepoints,
                         on: connection, logger: logger)
                     finished.append((job.id, outcome, ContinuousClock.now - jobStarted))
                 }
+                for kind in groups.keys.sorted() {
+                    guard let group = groups[kind], let handler = handlers[kind] else { continue }
+                    finished += try await Self.runSetBased(
+                        group, handler: handler, configuration: configuration, on: connection, logger: logger)
+                }
                 try QueueStore.finish(finished.map { ($0.id, $0.outcome) }, worker: configuration.workerID, on: connection)
                 return BatchResult(finished: finished, skipped: jobs.map(\.id).filter { !owned.contains($0) })
             }
+        }
+    }
+
+    /// Runs jobs of one kind through the handler's set-based ``JobHandler/handleBatch(_:on:logger:)``
+    /// in one savepoint; after a database error, rolls it back and runs them one by one.
+    static func runSetBased(
+        _ jobs: [Job], handler: any JobHandler, configuration: WorkerConfiguration,
+        on connection: isolated PostgresConnection, logger: Logger
+    ) async throws -> [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)] {
+        let started = ContinuousClock.now
+        do {
+            let results = try await connection.withSavepoint { connection in
+                try await handler.handleBatch(jobs, on: connection, logger: logger)
+            }
+            guard results.count == jobs.count else {
+                throw JobFailure(
+                    status: 500, code: "internal",
+                    message: "\(handler.kind) returned \(results.count) results for \(jobs.count) jobs",
+                    details: nil, isRetryable: true)
+            }
+            let share = (ContinuousClock.now - started) / jobs.count
+            return zip(jobs, results).map { job, result in
+                switch result {
+                case .success(let value): return (job.id, .succeeded(value), share)
+                case .failure(let error):
+                    return (job.id, outcome(for: JobFailure.classify(error), job: job, policy: configuration.retryPolicy), share)
+                }
+            }
+        } catch let error as PostgresError where error.code == .connection || error.code == .transactionAborted {
+            throw error
+        } catch {
+            logger.debug(
+                "set-based run failed; running its jobs one by one",
+                metadata: ["error": "\(error)", "jobs.count": "\(jobs.count)", "job.kind": "\(handler.kind)"])
+            var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)] = []
+            for job in jobs {
+                let jobStarted = ContinuousClock.now
+                let outcome = try await run(
+                    job, handler: handler, configuration: configuration, savepoint: true, on: connection, logger: logger)
+                finished.append((job.id, outcome, ContinuousClock.now - jobStarted))
+            }
+            return finished
         }
     }
 
