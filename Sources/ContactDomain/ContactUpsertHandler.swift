@@ -11,15 +11,19 @@ import Postgres
 /// The `contact.upsert` job: create or find a contact, and update its customer
 /// (DOMAIN.md, rule by rule).
 ///
-/// Every ``ContactError`` is found before the job's one write statement, so it fails the job
-/// (400/401, never retried) with nothing written, and the worker can skip the per-job
-/// savepoint; a lost race with another job (a unique
-/// violation on the identity or identifier indexes) is re-run at once by the queue, and the
-/// re-run then finds the winner's rows.
+/// The worker hands it every `contact.upsert` job of a batch at once
+/// (``handleBatch(_:on:logger:)``): each job is checked on its own, then the batch is looked
+/// up with one statement and written with one more. Every ``ContactError`` is found before
+/// anything is written, so it fails its job (400/401, never retried) with nothing written and
+/// no other job touched. A lost race with another worker (a unique violation on the identity
+/// or identifier indexes) fails the set's statement; the worker then runs the same jobs one
+/// by one in savepoints, and a job that lost is re-run at once and finds the winner's rows.
 public struct ContactUpsertHandler: JobHandler {
     public let kind = "contact.upsert"
-    /// Every ``ContactError`` is thrown before the job's one write statement.
+    /// Every ``ContactError`` is thrown before the job's write statement.
     public let failsBeforeWriting = true
+    /// Batches run set-based.
+    public let handlesBatches = true
     let structurer: any MetadataStructurer
     let cache = ContactCache()
 
@@ -34,6 +38,72 @@ public struct ContactUpsertHandler: JobHandler {
 
     public func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue
     {
+        try await handleBatch([job], on: connection, logger: logger)[0].get()
+    }
+
+    /// Runs many jobs set-based: each is checked and prepared on its own (settings come from
+    /// the cache), then rounds of jobs that do not depend on each other share one lookup
+    /// statement and one write statement. Jobs that do depend on each other (one person, one
+    /// identifier value, one customer) go to later rounds, in batch order, and see what the
+    /// earlier ones wrote.
+    public func handleBatch(_ jobs: [Job], on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> [Result<JSONValue, any Error>]
+    {
+        var results = [Result<JSONValue, any Error>?](repeating: nil, count: jobs.count)
+        var pending: [(index: Int, job: PreparedUpsert, keys: [String])] = []
+        pending.reserveCapacity(jobs.count)
+        for (index, job) in jobs.enumerated() {
+            do {
+                let prepared = try await prepare(job, on: connection)
+                pending.append((index, prepared, prepared.dependencyKeys))
+            } catch let error as PostgresError {
+                throw error
+            } catch {
+                results[index] = .failure(error)
+            }
+        }
+        while !pending.isEmpty {
+            let (round, rest) = UpsertPlanning.nextRound(pending, keys: \.keys)
+            let found = try ContactStore.lookup(round.map(\.job.lookupRequest), on: connection)
+            // Two jobs of a round that meet at one customer (two identities of one person):
+            // the later one waits for the next round, to see the earlier one's write.
+            var touched = Set<UUID>()
+            var deferred: [(index: Int, job: PreparedUpsert, keys: [String])] = []
+            var plans: [(index: Int, plan: ContactStore.WritePlan)] = []
+            for (item, lookup) in zip(round, found) {
+                let customers = lookup.customerIDs
+                if !customers.isDisjoint(with: touched) {
+                    deferred.append(item)
+                    continue
+                }
+                touched.formUnion(customers)
+                do {
+                    let plan = try UpsertPlanning.plan(item.job, found: lookup, newCustomerID: UUID(), newContactID: UUID())
+                    plans.append((item.index, plan))
+                } catch is UpsertPlanning.Vanished {
+                    throw PostgresError(
+                        code: .server, sqlState: .foreignKeyViolation,
+                        message: "the customer of contact \(lookup.contact?.id.uuidString ?? "") is gone")
+                } catch {
+                    results[item.index] = .failure(error)
+                }
+            }
+            let createdAt = try ContactStore.write(plans.map(\.plan), on: connection)
+            for (index, plan) in plans {
+                guard let date = plan.contact.createdAt ?? createdAt[plan.contact.id] else {
+                    throw PostgresError(code: .protocolViolation, message: "the contact was neither found nor written")
+                }
+                results[index] = .success(UpsertPlanning.result(plan, createdAt: date))
+            }
+            pending = (deferred + rest).sorted { $0.index < $1.index }
+        }
+        return results.map { $0 ?? .failure(PostgresError(code: .protocolViolation, message: "job left without a result")) }
+    }
+
+    /// Every rule that needs no lookup of the person: the payload, the client, the channel,
+    /// stage, agent and custom fields against the client's settings, and the structurer.
+    /// Throws the job's ``ContactError`` with every problem found, or a database error.
+    func prepare(_ job: Job, on connection: isolated PostgresConnection) async throws -> PreparedUpsert {
         // 1. The rules without a database.
         let draft = ContactRequest.check(job.payload)
         var errors = draft.errors
@@ -49,10 +119,11 @@ public struct ContactUpsertHandler: JobHandler {
                 throw errors
             }
         }
+        let client = job.clientID.map(PostgresUUID.string) ?? ""
         let channelKey: String
         switch reference {
-        case .id(let id): channelKey = "\(platform.rawValue)|id|\(id)|\(job.clientID?.uuidString ?? "")"
-        case .phone(let phone): channelKey = "\(platform.rawValue)|phone|\(phone.matchKey)|\(job.clientID?.uuidString ?? "")"
+        case .id(let id): channelKey = platform.rawValue + "|id|" + PostgresUUID.string(id) + "|" + client
+        case .phone(let phone): channelKey = platform.rawValue + "|phone|" + phone.matchKey + "|" + client
         }
         let channels = try cache.channels(channelKey) { () throws(PostgresError) in
             try ContactStore.channels(reference, platform: platform, clientID: job.clientID, on: connection)
@@ -104,98 +175,9 @@ public struct ContactUpsertHandler: JobHandler {
             else { continue }
             changes[key] = .init(definition: definition, value: canonical)
         }
-        let fieldChanges = changes.values.sorted { $0.definition.key < $1.definition.key }
-
-        // 5. Find the contact and choose the customer. The worker holds this person's lock
-        //    (see `lockKeys(for:)`); the unique indexes settle any race it does not cover.
-        let identifierValues = fieldChanges.compactMap { change -> (definitionID: UUID, identifierKey: String)? in
-            guard let value = change.value, let key = change.definition.identifierKey(value) else { return nil }
-            return (change.definition.id, key)
-        }
-        let found = try ContactStore.lookup(
-            clientID: clientID, channelID: channel.id, identity: request.identity, identifiers: identifierValues,
-            on: connection)
-        let existingCustomer: ContactStore.Customer?
-        if let contact = found.contact {
-            existingCustomer = found.customer?.id == contact.customerID ? found.customer : nil
-        } else {
-            if Set(found.owners.map(\.customerID)).count > 1 {
-                errors.identifierConflicts = found.owners.map {
-                    .init(key: $0.key, reason: "identifier values of this job belong to different customers")
-                }
-                throw errors
-            }
-            existingCustomer = found.customer
-        }
-        if let customerID = found.contact?.customerID ?? existingCustomer?.id {
-            let conflicts = found.owners.filter { $0.customerID != customerID }
-            if !conflicts.isEmpty {
-                errors.identifierConflicts = conflicts.map {
-                    .init(key: $0.key, reason: "this value already belongs to a different customer")
-                }
-                throw errors
-            }
-        }
-
-        // 6. Plan and apply the changes in one statement; nothing unchanged is rewritten.
-        var contactPhone: String? = nil
-        if case .phone(let phone) = request.identity { contactPhone = phone.e164 }
-        var customer: ContactStore.Customer
-        let customerWrite: ContactStore.WritePlan.CustomerWrite
-        if let existing = existingCustomer {
-            customer = existing
-            if customer.name.isBlank { customer.name = request.name ?? structured.name }
-            if customer.email.isBlank { customer.email = request.email ?? structured.email }
-            if customer.phone.isBlank { customer.phone = contactPhone ?? structured.phone?.e164 }
-            customer.stageID = request.stageID ?? customer.stageID
-            customer.agentID = request.agentID ?? customer.agentID
-            customer.metaData = MetadataMerge.merge(existing.metaData, structured.metaData)
-            customerWrite = customer == existing ? .none : .update
-        } else if let contact = found.contact {
-            // The contact's customer vanished between the lookup and the lock: a lost race.
-            throw PostgresError(
-                code: .server, sqlState: .foreignKeyViolation, message: "customer \(contact.customerID) is gone")
-        } else {
-            customer = ContactStore.Customer(
-                id: UUID(), name: request.name ?? structured.name, email: request.email ?? structured.email,
-                phone: contactPhone ?? structured.phone?.e164, stageID: request.stageID, agentID: request.agentID,
-                metaData: MetadataMerge.merge([:], structured.metaData))
-            customerWrite = .insert
-        }
-        let contactWrite: ContactStore.WritePlan.ContactWrite
-        let contactName: String?
-        let contactEmail: String?
-        if let existing = found.contact {
-            contactName = request.name ?? existing.name
-            contactEmail = request.email ?? existing.email
-            contactWrite = contactName != existing.name || contactEmail != existing.email ? .update : .none
-        } else {
-            contactName = request.name
-            contactEmail = request.email
-            contactWrite = .insert(channelID: channel.id, platform: platform, identity: request.identity)
-        }
-        let plan = ContactStore.WritePlan(
-            clientID: clientID, customer: customer, customerWrite: customerWrite,
-            contactID: found.contact?.id ?? UUID(), contactName: contactName, contactEmail: contactEmail,
-            contactWrite: contactWrite, fieldChanges: fieldChanges)
-        let written = try ContactStore.write(plan, on: connection)
-        guard let contact = written ?? found.contact else {
-            throw PostgresError(code: .protocolViolation, message: "the contact was neither found nor written")
-        }
-
-        // 7. The result (CONTRACT.md section 5).
-        return .object([
-            "id": .string(contact.id.uuidString.lowercased()),
-            "name": contact.name.map(JSONValue.string) ?? .null,
-            "phone": contact.phone.map(JSONValue.string) ?? .null,
-            "email": contact.email.map(JSONValue.string) ?? .null,
-            "platform": .string(contact.platform),
-            "client_id": .string(clientID.uuidString.lowercased()),
-            "ai_customer_id": .string(customer.id.uuidString.lowercased()),
-            "created_at": .string(PostgresTimestamp.format(contact.createdAt)),
-            "default_stage_id": customer.stageID.map { .string($0.uuidString.lowercased()) } ?? .null,
-            "created": .bool(found.contact == nil),
-        ])
+        return PreparedUpsert(
+            request: request, channel: channel,
+            fieldChanges: changes.values.sorted { $0.definition.key < $1.definition.key }, structured: structured)
     }
 
     /// The locks a job takes (the worker takes them for a whole batch up front, in one order):
@@ -206,9 +188,4 @@ public struct ContactUpsertHandler: JobHandler {
     public func lockKeys(for job: Job) -> [String] {
         ContactRequest.identityLockKey(job.payload).map { [$0] } ?? []
     }
-}
-
-extension Optional where Wrapped == String {
-    /// Nil or only white space.
-    var isBlank: Bool { self?.trimmingSpaces.isEmpty ?? true }
 }

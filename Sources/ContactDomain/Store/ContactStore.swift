@@ -89,15 +89,18 @@ public enum ContactStore {
         return ContactCache.ClientSettings(stages: try ids("stages"), activeAgents: try ids("agents"), definitions: definitions)
     }
 
-    /// A contact row.
+    /// A contact row (or, in a plan, the row it will be).
     public struct Contact: Sendable, Hashable {
-        public let id: UUID
-        public let customerID: UUID
-        public let platform: String
-        public let phone: String?
-        public let name: String?
-        public let email: String?
-        public let createdAt: Date
+        public var id: UUID
+        public var customerID: UUID
+        public var platform: String
+        public var phone: String?
+        public var name: String?
+        public var email: String?
+        public var externalUserID: String?
+        public var channelID: UUID
+        /// Nil for a contact not inserted yet.
+        public var createdAt: Date?
     }
 
     /// A customer row, as the rules see it.
@@ -111,97 +114,169 @@ public enum ContactStore {
         public var metaData: [String: JSONValue]
     }
 
+    /// An identifier field value as its unique index compares it.
+    struct IdentifierValue: Sendable, Hashable {
+        var definitionID: UUID
+        var identifierKey: String
+    }
+
+    /// What one job looks for: its contact on its channel, the owners of its identifier values.
+    struct LookupRequest: Sendable {
+        var clientID: UUID
+        var channelID: UUID
+        var identity: ContactIdentity
+        var identifiers: [IdentifierValue]
+    }
+
     /// What one job finds in the database about its person.
     struct Lookup: Sendable {
         /// The contact with this identity on this channel.
         var contact: Contact?
         /// The customers holding the job's identifier values, with the keys they hold.
-        var owners: [(customerID: UUID, key: String)]
+        var owners: [(customerID: UUID, key: String)] = []
         /// The candidate customer (the contact's; else the one identifier owner; else, for a
         /// phone, the client's oldest customer with that match key), locked `FOR UPDATE`.
         var customer: Customer?
+
+        /// Every customer this lookup touched.
+        var customerIDs: Set<UUID> {
+            var ids = Set(owners.map(\.customerID))
+            if let contact { ids.insert(contact.customerID) }
+            if let customer { ids.insert(customer.id) }
+            return ids
+        }
     }
 
-    /// Finds the contact, the identifier owners and the candidate customer in one statement,
-    /// locking the customer's row until the transaction ends.
-    static func lookup(
-        clientID: UUID, channelID: UUID, identity: ContactIdentity,
-        identifiers: [(definitionID: UUID, identifierKey: String)], on connection: isolated PostgresConnection
-    ) throws(PostgresError) -> Lookup {
-        let identityCondition: String
-        let identityValue: String
-        var phoneKey: String? = nil
-        switch identity {
-        case .phone(let phone):
-            identityCondition = "phone_key = $3"
-            identityValue = phone.matchKey
-            phoneKey = phone.matchKey
-        case .externalUser(let id):
-            identityCondition = "external_user_id = $3"
-            identityValue = id
-        }
-        let row = try connection.query(
-            """
-            WITH contact AS (
-                SELECT id, customer_id, platform, phone, name, email, created_at FROM crm.contacts
-                WHERE client_id = $1 AND channel_id = $2 AND \(identityCondition)
-            ), owners AS (
-                SELECT v.customer_id, d.key
-                FROM crm.customer_custom_fields v
-                JOIN crm.custom_field_definitions d ON d.id = v.definition_id AND d.client_id = v.client_id
-                JOIN unnest($4::uuid[], $5::text[]) AS wanted(definition_id, identifier_key)
-                  ON wanted.definition_id = v.definition_id AND wanted.identifier_key = v.identifier_key
-                WHERE v.client_id = $1
-            ), candidate AS (
-                SELECT coalesce(
-                    (SELECT customer_id FROM contact),
-                    (SELECT min(customer_id::text)::uuid FROM owners HAVING count(DISTINCT customer_id) = 1),
-                    (SELECT id FROM crm.customers WHERE client_id = $1 AND $6::text IS NOT NULL AND phone_key = $6
-                     ORDER BY created_at, id LIMIT 1)) AS id
-            ), customer AS (
-                SELECT c.id, c.name, c.email, c.phone, c.stage_id, c.agent_id, c.meta_data
-                FROM crm.customers c JOIN candidate ON c.id = candidate.id
-                WHERE c.client_id = $1
-                FOR UPDATE OF c
-            )
-            SELECT (SELECT row_to_json(contact) FROM contact) AS contact,
-                   (SELECT coalesce(json_agg(owners ORDER BY key), '[]') FROM owners) AS owners,
-                   (SELECT row_to_json(customer) FROM customer) AS customer
-            """,
-            [clientID, channelID, identityValue, identifiers.map(\.definitionID), identifiers.map(\.identifierKey), phoneKey])[0]
-        var lookup = Lookup(contact: nil, owners: [], customer: nil)
-        if let contact = try row.decode(JSONValue?.self, "contact") {
-            lookup.contact = try Self.contact(json: contact)
-        }
-        for owner in try row.decode(JSONValue.self, "owners").arrayValue ?? [] {
-            guard let id = owner["customer_id"]?.stringValue.flatMap(UUID.init(uuidString:)),
-                let key = owner["key"]?.stringValue
-            else { continue }
-            lookup.owners.append((id, key))
-        }
-        if let customer = try row.decode(JSONValue?.self, "customer") {
-            guard let id = customer["id"]?.stringValue.flatMap(UUID.init(uuidString:)) else {
-                throw PostgresError(code: .decoding, message: "customer without id")
+    /// Finds, for each request, the contact, the identifier owners and the candidate customer,
+    /// all in one statement, locking the candidate customers' rows (in id order, so that two
+    /// batches cannot deadlock on them) until the transaction ends. One lookup per request, in
+    /// order.
+    static func lookup(_ requests: [LookupRequest], on connection: isolated PostgresConnection) throws(PostgresError)
+        -> [Lookup]
+    {
+        guard !requests.isEmpty else { return [] }
+        var ords: [Int] = []
+        var clients: [UUID] = []
+        var channels: [UUID] = []
+        var phoneKeys: [String?] = []
+        var externalIDs: [String?] = []
+        var identifierOrds: [Int] = []
+        var identifierDefinitions: [UUID] = []
+        var identifierKeys: [String] = []
+        for (ord, request) in requests.enumerated() {
+            ords.append(ord)
+            clients.append(request.clientID)
+            channels.append(request.channelID)
+            switch request.identity {
+            case .phone(let phone):
+                phoneKeys.append(phone.matchKey)
+                externalIDs.append(nil)
+            case .externalUser(let id):
+                phoneKeys.append(nil)
+                externalIDs.append(id)
             }
-            lookup.customer = Customer(
-                id: id, name: customer["name"]?.stringValue, email: customer["email"]?.stringValue,
-                phone: customer["phone"]?.stringValue,
-                stageID: customer["stage_id"]?.stringValue.flatMap(UUID.init(uuidString:)),
-                agentID: customer["agent_id"]?.stringValue.flatMap(UUID.init(uuidString:)),
-                metaData: customer["meta_data"]?.objectValue ?? [:])
+            for identifier in request.identifiers {
+                identifierOrds.append(ord)
+                identifierDefinitions.append(identifier.definitionID)
+                identifierKeys.append(identifier.identifierKey)
+            }
         }
-        return lookup
-    }
-
-    static func contact(json: JSONValue) throws(PostgresError) -> Contact {
-        guard let id = json["id"]?.stringValue.flatMap(UUID.init(uuidString:)),
-            let customerID = json["customer_id"]?.stringValue.flatMap(UUID.init(uuidString:)),
-            let platform = json["platform"]?.stringValue,
-            let createdAt = json["created_at"]?.stringValue.flatMap(PostgresTimestamp.parse)
-        else { throw PostgresError(code: .decoding, message: "malformed contact row") }
-        return Contact(
-            id: id, customerID: customerID, platform: platform, phone: json["phone"]?.stringValue,
-            name: json["name"]?.stringValue, email: json["email"]?.stringValue, createdAt: createdAt)
+        let rows = try connection.query(
+            """
+            WITH req AS (
+                SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+                    AS r(ord, client_id, channel_id, phone_key, external_user_id)
+            ), found AS (
+                SELECT r.ord, r.client_id, r.phone_key AS wanted_phone_key, c.*
+                FROM req r
+                LEFT JOIN LATERAL (
+                    SELECT c.id, c.customer_id, c.platform, c.phone, c.name, c.email, c.external_user_id,
+                           c.channel_id, c.created_at
+                    FROM crm.contacts c
+                    WHERE r.phone_key IS NOT NULL AND c.channel_id = r.channel_id AND c.phone_key = r.phone_key
+                      AND c.client_id = r.client_id
+                    UNION ALL
+                    SELECT c.id, c.customer_id, c.platform, c.phone, c.name, c.email, c.external_user_id,
+                           c.channel_id, c.created_at
+                    FROM crm.contacts c
+                    WHERE r.external_user_id IS NOT NULL AND c.channel_id = r.channel_id
+                      AND c.external_user_id = r.external_user_id AND c.client_id = r.client_id
+                ) c ON true
+            ), owners AS (
+                SELECT w.ord, v.customer_id, d.key
+                FROM unnest($6::int[], $7::uuid[], $8::text[]) AS w(ord, definition_id, identifier_key)
+                JOIN req r ON r.ord = w.ord
+                -- One probe of the unique index per value (LIMIT 1 keeps the planner from
+                -- scanning every value of the definition and filtering).
+                CROSS JOIN LATERAL (
+                    SELECT v.customer_id FROM crm.customer_custom_fields v
+                    WHERE v.client_id = r.client_id AND v.definition_id = w.definition_id
+                      AND v.identifier_key = w.identifier_key
+                    LIMIT 1
+                ) v
+                JOIN crm.custom_field_definitions d ON d.id = w.definition_id AND d.client_id = r.client_id
+            ), candidate AS (
+                SELECT f.ord, f.client_id, coalesce(
+                    f.customer_id,
+                    (SELECT min(o.customer_id::text)::uuid FROM owners o WHERE o.ord = f.ord
+                     HAVING count(DISTINCT o.customer_id) = 1),
+                    (SELECT cu.id FROM crm.customers cu
+                     WHERE f.wanted_phone_key IS NOT NULL AND cu.client_id = f.client_id
+                       AND cu.phone_key = f.wanted_phone_key
+                     ORDER BY cu.created_at, cu.id LIMIT 1)) AS customer_id
+                FROM found f
+            ), locked AS (
+                SELECT cu.id, cu.client_id, cu.name, cu.email, cu.phone, cu.stage_id, cu.agent_id, cu.meta_data
+                FROM crm.customers cu
+                -- = ANY(ARRAY(...)) rather than IN (...): a primary-key probe per candidate
+                -- whatever the statistics say (a semi join can pick a sequential scan).
+                WHERE cu.id = ANY (ARRAY(SELECT customer_id FROM candidate WHERE customer_id IS NOT NULL))
+                ORDER BY cu.id
+                FOR UPDATE
+            )
+            SELECT f.ord, f.id, f.customer_id, f.platform, f.phone, f.name, f.email, f.external_user_id,
+                   f.channel_id, f.created_at,
+                   l.id AS c_id, l.name AS c_name, l.email AS c_email, l.phone AS c_phone, l.stage_id AS c_stage_id,
+                   l.agent_id AS c_agent_id, l.meta_data AS c_meta_data,
+                   (SELECT json_agg(json_build_array(o.customer_id, o.key) ORDER BY o.key)
+                    FROM owners o WHERE o.ord = f.ord) AS owners
+            FROM found f
+            JOIN candidate ca ON ca.ord = f.ord
+            LEFT JOIN locked l ON l.id = ca.customer_id AND l.client_id = ca.client_id
+            ORDER BY f.ord
+            """,
+            [ords, clients, channels, phoneKeys, externalIDs, identifierOrds, identifierDefinitions, identifierKeys])
+        guard rows.count == requests.count else {
+            throw PostgresError(
+                code: .protocolViolation, message: "lookup returned \(rows.count) rows for \(requests.count) jobs")
+        }
+        var lookups: [Lookup] = []
+        lookups.reserveCapacity(rows.count)
+        for row in rows {
+            var lookup = Lookup()
+            if let id = try row.decode(UUID?.self, at: 1) {
+                lookup.contact = Contact(
+                    id: id, customerID: try row.decode(UUID.self, at: 2), platform: try row.decode(String.self, at: 3),
+                    phone: try row.decode(String?.self, at: 4), name: try row.decode(String?.self, at: 5),
+                    email: try row.decode(String?.self, at: 6), externalUserID: try row.decode(String?.self, at: 7),
+                    channelID: try row.decode(UUID.self, at: 8), createdAt: try row.decode(Date.self, at: 9))
+            }
+            if let id = try row.decode(UUID?.self, at: 10) {
+                lookup.customer = Customer(
+                    id: id, name: try row.decode(String?.self, at: 11), email: try row.decode(String?.self, at: 12),
+                    phone: try row.decode(String?.self, at: 13), stageID: try row.decode(UUID?.self, at: 14),
+                    agentID: try row.decode(UUID?.self, at: 15),
+                    metaData: try row.decode(JSONValue.self, at: 16).objectValue ?? [:])
+            }
+            for owner in try row.decode(JSONValue?.self, at: 17)?.arrayValue ?? [] {
+                guard let pair = owner.arrayValue, pair.count == 2,
+                    let id = pair[0].stringValue.flatMap(PostgresUUID.parse), let key = pair[1].stringValue
+                else { throw PostgresError(code: .decoding, message: "malformed identifier owner") }
+                lookup.owners.append((id, key))
+            }
+            lookups.append(lookup)
+        }
+        return lookups
     }
 
     /// One custom field change: a canonical value to set, or nil to remove the value.
@@ -213,85 +288,157 @@ public enum ContactStore {
     /// Everything one job writes.
     struct WritePlan: Sendable {
         enum CustomerWrite { case none, insert, update }
-        enum ContactWrite { case none, insert(channelID: UUID, platform: Platform, identity: ContactIdentity), update }
+        enum ContactWrite { case none, insert, update }
         var clientID: UUID
         var customer: Customer
         var customerWrite: CustomerWrite
-        var contactID: UUID
-        var contactName: String?
-        var contactEmail: String?
+        /// The contact as it will be.
+        var contact: Contact
         var contactWrite: ContactWrite
         var fieldChanges: [FieldChange]
     }
 
-    /// Applies a plan in one statement (data-modifying CTEs: the customer, the contact, the
-    /// custom field values set and removed; a value equal to the stored one is not
-    /// rewritten). Returns the contact row when it was inserted or updated.
-    static func write(_ plan: WritePlan, on connection: isolated PostgresConnection) throws(PostgresError) -> Contact? {
-        var phone: String? = nil
-        var externalUserID: String? = nil
-        var channelID: UUID? = nil
-        var platform: String? = nil
-        var insertContact = false
-        var updateContact = false
-        switch plan.contactWrite {
-        case .none: break
-        case .insert(let channel, let p, let identity):
-            insertContact = true
-            channelID = channel
-            platform = p.rawValue
-            switch identity {
-            case .phone(let number): phone = number.e164
-            case .externalUser(let id): externalUserID = id
+    /// Applies many plans in one statement (data-modifying CTEs over arrays: customers
+    /// inserted and updated, contacts inserted and updated, custom field values set and
+    /// removed; a value equal to the stored one is not rewritten). The plans must not write
+    /// one row twice (see ``ContactUpsertHandler/handleBatch(_:on:logger:)``). Returns the
+    /// `created_at` of every contact inserted or updated.
+    static func write(_ plans: [WritePlan], on connection: isolated PostgresConnection) throws(PostgresError)
+        -> [UUID: Date]
+    {
+        var newCustomers = CustomerColumns()
+        var changedCustomers = CustomerColumns()
+        var newContacts = ContactColumns()
+        var changedContacts = ContactColumns()
+        var setCustomers: [UUID] = [], setDefinitions: [UUID] = [], setClients: [UUID] = []
+        var setValues: [String] = [], setKeys: [String?] = []
+        var removeCustomers: [UUID] = [], removeDefinitions: [UUID] = [], removeClients: [UUID] = []
+        for plan in plans {
+            switch plan.customerWrite {
+            case .none: break
+            case .insert: newCustomers.append(plan.customer, client: plan.clientID)
+            case .update: changedCustomers.append(plan.customer, client: plan.clientID)
             }
-        case .update: updateContact = true
+            switch plan.contactWrite {
+            case .none: break
+            case .insert: newContacts.append(plan.contact, client: plan.clientID)
+            case .update: changedContacts.append(plan.contact, client: plan.clientID)
+            }
+            for change in plan.fieldChanges {
+                if let value = change.value {
+                    setCustomers.append(plan.customer.id)
+                    setDefinitions.append(change.definition.id)
+                    setClients.append(plan.clientID)
+                    setValues.append(value)
+                    setKeys.append(change.definition.identifierKey(value))
+                } else {
+                    removeCustomers.append(plan.customer.id)
+                    removeDefinitions.append(change.definition.id)
+                    removeClients.append(plan.clientID)
+                }
+            }
         }
-        let sets = plan.fieldChanges.filter { $0.value != nil }
-        let removals = plan.fieldChanges.filter { $0.value == nil }
-        let c = plan.customer
+        if newCustomers.ids.isEmpty, changedCustomers.ids.isEmpty, newContacts.ids.isEmpty,
+            changedContacts.ids.isEmpty, setCustomers.isEmpty, removeCustomers.isEmpty
+        {
+            return [:]
+        }
         let rows = try connection.query(
             """
-            WITH ins_customer AS (
+            WITH ins_customers AS (
                 INSERT INTO crm.customers (id, client_id, name, email, phone, stage_id, agent_id, meta_data)
-                SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb WHERE $9::boolean
-                RETURNING id
-            ), upd_customer AS (
-                UPDATE crm.customers
-                SET name = $3, email = $4, phone = $5, stage_id = $6, agent_id = $7, meta_data = $8::jsonb, updated_at = now()
-                WHERE id = $1 AND client_id = $2 AND $10::boolean
-                RETURNING id
-            ), ins_contact AS (
-                INSERT INTO crm.contacts (id, client_id, customer_id, channel_id, platform, phone, external_user_id, name, email)
-                SELECT $11, $2, $1, $12, $13, $14, $15, $16, $17 WHERE $18::boolean
-                RETURNING id, customer_id, platform, phone, name, email, created_at
-            ), upd_contact AS (
-                UPDATE crm.contacts SET name = $16, email = $17, updated_at = now()
-                WHERE id = $11 AND client_id = $2 AND $19::boolean
-                RETURNING id, customer_id, platform, phone, name, email, created_at
+                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[],
+                                     $7::uuid[], $8::jsonb[])
+                RETURNING 1
+            ), upd_customers AS (
+                UPDATE crm.customers c
+                SET name = u.name, email = u.email, phone = u.phone, stage_id = u.stage_id, agent_id = u.agent_id,
+                    meta_data = u.meta_data, updated_at = now()
+                FROM unnest($9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::text[], $14::uuid[], $15::uuid[],
+                            $16::jsonb[]) AS u(id, client_id, name, email, phone, stage_id, agent_id, meta_data)
+                WHERE c.id = u.id AND c.client_id = u.client_id
+                RETURNING 1
+            ), ins_contacts AS (
+                INSERT INTO crm.contacts (id, client_id, customer_id, channel_id, platform, phone, external_user_id,
+                                          name, email)
+                SELECT * FROM unnest($17::uuid[], $18::uuid[], $19::uuid[], $20::uuid[], $21::text[], $22::text[],
+                                     $23::text[], $24::text[], $25::text[])
+                RETURNING id, created_at
+            ), upd_contacts AS (
+                UPDATE crm.contacts c SET name = u.name, email = u.email, updated_at = now()
+                FROM unnest($26::uuid[], $27::uuid[], $28::text[], $29::text[]) AS u(id, client_id, name, email)
+                WHERE c.id = u.id AND c.client_id = u.client_id
+                RETURNING c.id, c.created_at
             ), set_fields AS (
                 INSERT INTO crm.customer_custom_fields (customer_id, definition_id, client_id, value, identifier_key)
-                SELECT $1, d, $2, v, k FROM unnest($20::uuid[], $21::text[], $22::text[]) AS t(d, v, k)
+                SELECT * FROM unnest($30::uuid[], $31::uuid[], $32::uuid[], $33::text[], $34::text[])
                 ON CONFLICT (customer_id, definition_id) DO UPDATE
                 SET value = EXCLUDED.value, identifier_key = EXCLUDED.identifier_key, updated_at = now()
                 WHERE (customer_custom_fields.value, customer_custom_fields.identifier_key)
                       IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.identifier_key)
                 RETURNING 1
             ), del_fields AS (
-                DELETE FROM crm.customer_custom_fields
-                WHERE customer_id = $1 AND client_id = $2 AND definition_id = ANY($23::uuid[])
+                DELETE FROM crm.customer_custom_fields v
+                USING unnest($35::uuid[], $36::uuid[], $37::uuid[]) AS d(customer_id, definition_id, client_id)
+                WHERE v.customer_id = d.customer_id AND v.definition_id = d.definition_id
+                  AND v.client_id = d.client_id
                 RETURNING 1
             )
-            SELECT (SELECT row_to_json(x) FROM (SELECT * FROM ins_contact UNION ALL SELECT * FROM upd_contact) x) AS contact,
-                   (SELECT count(*) FROM ins_customer) + (SELECT count(*) FROM upd_customer)
-                   + (SELECT count(*) FROM set_fields) + (SELECT count(*) FROM del_fields) AS writes
+            SELECT id, created_at FROM ins_contacts
+            UNION ALL
+            SELECT id, created_at FROM upd_contacts
             """,
-            [c.id, plan.clientID, c.name, c.email, c.phone, c.stageID, c.agentID, JSONValue.object(c.metaData),
-             plan.customerWrite == .insert, plan.customerWrite == .update,
-             plan.contactID, channelID, platform, phone, externalUserID, plan.contactName, plan.contactEmail,
-             insertContact, updateContact,
-             sets.map(\.definition.id), sets.map { $0.value ?? "" }, sets.map { $0.definition.identifierKey($0.value ?? "") },
-             removals.map(\.definition.id)])
-        guard let json = try rows.first?.decode(JSONValue?.self, "contact") else { return nil }
-        return try contact(json: json)
+            [newCustomers.ids, newCustomers.clients, newCustomers.names, newCustomers.emails, newCustomers.phones,
+             newCustomers.stages, newCustomers.agents, newCustomers.metaData,
+             changedCustomers.ids, changedCustomers.clients, changedCustomers.names, changedCustomers.emails,
+             changedCustomers.phones, changedCustomers.stages, changedCustomers.agents, changedCustomers.metaData,
+             newContacts.ids, newContacts.clients, newContacts.customers, newContacts.channels, newContacts.platforms,
+             newContacts.phones, newContacts.externalUserIDs, newContacts.names, newContacts.emails,
+             changedContacts.ids, changedContacts.clients, changedContacts.names, changedContacts.emails,
+             setCustomers, setDefinitions, setClients, setValues, setKeys,
+             removeCustomers, removeDefinitions, removeClients])
+        var createdAt: [UUID: Date] = [:]
+        for row in rows {
+            createdAt[try row.decode(UUID.self, at: 0)] = try row.decode(Date.self, at: 1)
+        }
+        return createdAt
+    }
+
+    /// Customer rows as parallel arrays, one per `unnest` column.
+    private struct CustomerColumns {
+        var ids: [UUID] = [], clients: [UUID] = []
+        var names: [String?] = [], emails: [String?] = [], phones: [String?] = []
+        var stages: [UUID?] = [], agents: [UUID?] = []
+        var metaData: [JSONValue] = []
+
+        mutating func append(_ customer: Customer, client: UUID) {
+            ids.append(customer.id)
+            clients.append(client)
+            names.append(customer.name)
+            emails.append(customer.email)
+            phones.append(customer.phone)
+            stages.append(customer.stageID)
+            agents.append(customer.agentID)
+            metaData.append(.object(customer.metaData))
+        }
+    }
+
+    /// Contact rows as parallel arrays, one per `unnest` column.
+    private struct ContactColumns {
+        var ids: [UUID] = [], clients: [UUID] = [], customers: [UUID] = [], channels: [UUID] = []
+        var platforms: [String] = [], phones: [String?] = [], externalUserIDs: [String?] = []
+        var names: [String?] = [], emails: [String?] = []
+
+        mutating func append(_ contact: Contact, client: UUID) {
+            ids.append(contact.id)
+            clients.append(client)
+            customers.append(contact.customerID)
+            channels.append(contact.channelID)
+            platforms.append(contact.platform)
+            phones.append(contact.phone)
+            externalUserIDs.append(contact.externalUserID)
+            names.append(contact.name)
+            emails.append(contact.email)
+        }
     }
 }
