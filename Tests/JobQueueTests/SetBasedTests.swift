@@ -1,0 +1,77 @@
+import Foundation
+import JSON
+import JobQueue
+import Logging
+import Postgres
+import TestSupport
+import Testing
+
+/// A set-based handler: one INSERT for the whole batch, recording how it ran. Jobs whose
+/// payload says `"bad": true` fail on their own; with `"clash": true` the set statement hits
+/// a unique violation (as a race with another worker would), so the worker must fall back.
+struct SetHandler: JobHandler {
+    let kind = "test.set"
+    let handlesBatches = true
+
+    func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue {
+        if job.payload["bad"] == true { throw Permanent() }
+        try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES ($1, 'one')", [job.id])
+        return ["mode": "one"]
+    }
+
+    func handleBatch(_ jobs: [Job], on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> [Result<JSONValue, any Error>]
+    {
+        let good = jobs.filter { $0.payload["bad"] != true }
+        var ids = good.map(\.id)
+        if jobs.contains(where: { $0.payload["clash"] == true }), let first = ids.first { ids.append(first) }
+        try connection.execute(
+            "INSERT INTO test_runs (job_id, worker) SELECT unnest($1::bigint[]), 'set'", [ids])
+        return jobs.map { job in job.payload["bad"] == true ? .failure(Permanent()) : .success(["mode": "set"]) }
+    }
+}
+
+@Suite("Set-based handlers")
+struct SetBasedTests {
+    @Test("a set-based handler gets the batch at once; one job's failure touches no other")
+    func setBased() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await connection.run { c in
+                try c.execute("CREATE UNIQUE INDEX ON test_runs (job_id)")
+                for i in 0..<20 {
+                    _ = try JobProducer.enqueue(
+                        NewJob(queue: "test", kind: "test.set", payload: ["bad": .bool(i % 7 == 3)]), on: c)
+                }
+            }
+            try await QueueTest.runWorker(
+                QueueTest.configuration(concurrency: 1, batchSize: 20), database: database, handlers: [SetHandler()])
+            let jobs = try await QueueTest.jobs(connection)
+            #expect(jobs.filter { $0.state == "succeeded" }.count == 17)
+            #expect(jobs.filter { $0.state == "failed" }.allSatisfy { $0.lastError?["code"] == "bad_job" })
+            #expect(jobs.filter { $0.state == "succeeded" }.allSatisfy { $0.result == ["mode": "set"] })
+            #expect(try await QueueTest.scalar("SELECT count(*) FROM test_runs WHERE worker = 'set'", Int.self, on: connection) == 17)
+        }
+    }
+
+    @Test("a database error in the set rolls it back and runs the same jobs one by one")
+    func fallback() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await connection.run { c in
+                try c.execute("CREATE UNIQUE INDEX ON test_runs (job_id)")
+                for i in 0..<10 {
+                    _ = try JobProducer.enqueue(
+                        NewJob(queue: "test", kind: "test.set", payload: ["clash": .bool(i == 5), "bad": .bool(i == 8)]),
+                        on: c)
+                }
+            }
+            try await QueueTest.runWorker(
+                QueueTest.configuration(concurrency: 1, batchSize: 10), database: database, handlers: [SetHandler()])
+            let jobs = try await QueueTest.jobs(connection)
+            #expect(jobs.map(\.state) == Array(repeating: "succeeded", count: 8) + ["failed", "succeeded"])
+            #expect(jobs.filter { $0.state == "succeeded" }.allSatisfy { $0.result == ["mode": "one"] && $0.attempts == 1 })
+            // Nothing of the failed set remains: each job's row was written once, one by one.
+            #expect(try await QueueTest.scalar("SELECT count(*) FROM test_runs WHERE worker = 'set'", Int.self, on: connection) == 0)
+            #expect(try await QueueTest.scalar("SELECT count(*) FROM test_runs WHERE worker = 'one'", Int.self, on: connection) == 9)
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import JSON
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("Parameter encodings")
+struct EncodingTests {
+    @Test("UUIDs: lowercase hyphenated out, either case in, anything else refused")
+    func uuidText() {
+        for _ in 0..<1000 {
+            let uuid = UUID()
+            let text = PostgresUUID.string(uuid)
+            #expect(text == uuid.uuidString.lowercased())
+            #expect(PostgresUUID.parse(text) == uuid)
+            #expect(PostgresUUID.parse(uuid.uuidString) == uuid)
+        }
+        for bad in [
+            "", "not-a-uuid", "0e2f6a34-9c1b-4c1e-8f3e-2f6a349c1b4", "0e2f6a34-9c1b-4c1e-8f3e-2f6a349c1b4cc",
+            "0e2f6a349c1b-4c1e-8f3e-2f6a349c1b4c0", "0e2f6a34-9c1b-4c1e-8f3e-2f6a349c1b4g", "ñe2f6a34-9c1b-4c1e-8f3e-2f6a349c1b4",
+        ] {
+            #expect(PostgresUUID.parse(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("array parameters round-trip: quotes, backslashes, commas, braces, NULL, empty, Unicode")
+    func arrays() async throws {
+        let values: [String?] = [
+            "plain", "with \"quotes\"", "back\\slash", "a,b", "{braces}", nil, "", "NULL", " spaced ", "ñandú 👩🏽‍💻",
+            "tab\tnew\nline",
+        ]
+        let uuids = (0..<5).map { _ in UUID() }
+        let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
+        let (texts, ids, empty) = try await connection.run { c in
+            let texts = try c.query("SELECT v FROM unnest($1::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n", [values])
+                .map { try $0.decode(String?.self, "v") }
+            let ids = try c.query("SELECT v FROM unnest($1::uuid[]) WITH ORDINALITY AS t(v, n) ORDER BY n", [uuids])
+                .map { try $0.decode(UUID.self, "v") }
+            let empty = try c.query("SELECT cardinality($1::text[]) AS n", [[String]()])[0].decode(Int.self, "n")
+            return (texts, ids, empty)
+        }
+        #expect(texts == values)
+        #expect(ids == uuids)
+        #expect(empty == 0)
+    }
+}
