@@ -1,4 +1,4 @@
-import ContactDomain
+@testable import ContactDomain
 import Testing
 
 @Suite("Phone numbers")
@@ -146,5 +146,28 @@ struct IdentifierTests {
     ])
     func email(_ text: String, _ plausible: Bool) {
         #expect((EmailAddress.problem(text) == nil) == plausible, "\(text): \(EmailAddress.problem(text) ?? "ok")")
+    }
+}
+
+@Suite("PhoneNumber byte path")
+struct PhoneNumberBytePathTests {
+    @Test("the ASCII byte path and the Character path agree on 60,000 generated spellings")
+    func agree() {
+        let pieces = [
+            "+", "00", "0", "5", "9", "1", "56", "549", "521", "55", " ", "\t", "\n", "\r", "\r\n", "\u{0B}", "\u{0C}",
+            "\u{1C}", "\u{1F}", "-", ".", "/", "(", ")", "@", ":", "s.whatsapp.net", "S.WhatsApp.NET", "c.us", "C.US",
+            "whatsapp:", "WhatsApp:", "g.us", "lid", "CL", "x", "#", "*", "1234567", "96123456",
+        ]
+        var random = SplitMix(state: 11)
+        var differences: [String] = []
+        for _ in 0..<60_000 {
+            var spelling = ""
+            for _ in 0..<(1 + Int(random.next() % 8)) { spelling += pieces[Int(random.next() % UInt64(pieces.count))] }
+            let fast = PhoneNumber.parseASCII(spelling)
+            if let fast, fast != PhoneNumber.parseCharacters(spelling) { differences.append(spelling.debugDescription) }
+        }
+        #expect(differences.isEmpty, "\(differences.prefix(10))")
+        #expect(PhoneNumber.parseASCII("+56 9 6123 4567\r\n") == nil)
+        #expect(PhoneNumber.parseASCII("+56 9 6123 4567\u{00A0}") == nil)
     }
 }

@@ -22,6 +22,78 @@ public struct PhoneNumber: Sendable, Hashable, CustomStringConvertible {
     /// slashes and parentheses; reads a leading `+` or `00` as the country code marker; and
     /// takes plain digits (WhatsApp's `wa_id`) as already starting with the country code.
     public static func parse(_ raw: String) -> Result<PhoneNumber, Problem> {
+        parseASCII(raw) ?? parseCharacters(raw)
+    }
+
+    /// ``parse(_:)`` over the bytes of an ASCII spelling (nearly all of them): the same steps,
+    /// without building Characters. Nil for anything it does not handle the same way (non-ASCII,
+    /// or a CR LF pair, which Swift reads as one Character); a test checks that both agree.
+    static func parseASCII(_ raw: String) -> Result<PhoneNumber, Problem>? {
+        var raw = raw
+        return raw.withUTF8 { all -> Result<PhoneNumber, Problem>? in
+            var previous: UInt8 = 0
+            for byte in all {
+                if byte >= 0x80 || (previous == 0x0D && byte == 0x0A) { return nil }
+                previous = byte
+            }
+            func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (0x09...0x0D).contains(b) }
+            func isDigit(_ b: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) }
+            func trimmed(_ b: Slice<UnsafeBufferPointer<UInt8>>) -> Slice<UnsafeBufferPointer<UInt8>> {
+                var b = b
+                while let first = b.first, isSpace(first) { b = b.dropFirst() }
+                while let last = b.last, isSpace(last) { b = b.dropLast() }
+                return b
+            }
+            func lowercasedEquals(_ b: Slice<UnsafeBufferPointer<UInt8>>, _ text: StaticString) -> Bool {
+                guard b.count == text.utf8CodeUnitCount else { return false }
+                let expected = UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
+                return zip(b, expected).allSatisfy { byte, want in
+                    ((UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte) == want
+                }
+            }
+            var s = trimmed(all[...])
+            if s.isEmpty { return .failure(.empty) }
+            if s.count >= 9, lowercasedEquals(s.prefix(9), "whatsapp:") { s = trimmed(s.dropFirst(9)) }
+            if let at = s.firstIndex(of: UInt8(ascii: "@")) {
+                let domain = s[(at + 1)...]
+                guard lowercasedEquals(domain, "s.whatsapp.net") || lowercasedEquals(domain, "c.us") else {
+                    return .failure(.notAPhoneIdentifier)
+                }
+                var user = s[..<at]
+                if let colon = user.firstIndex(of: UInt8(ascii: ":")) {
+                    let device = user[(colon + 1)...]
+                    guard !device.isEmpty, device.allSatisfy(isDigit) else { return .failure(.invalidCharacters) }
+                    user = user[..<colon]
+                }
+                guard !user.isEmpty, user.allSatisfy(isDigit) else { return .failure(.notAPhoneIdentifier) }
+                s = user
+            }
+            var digits: [UInt8] = []
+            digits.reserveCapacity(s.count)
+            for byte in s where !Self.separatorBytes.contains(byte) { digits.append(byte) }
+            var sawPlus = false
+            if digits.first == UInt8(ascii: "+") {
+                sawPlus = true
+                digits.removeFirst()
+            }
+            guard digits.allSatisfy(isDigit) else {
+                let hasLetter = s.contains { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0 | 0x20) }
+                return .failure(hasLetter ? .notAPhoneIdentifier : .invalidCharacters)
+            }
+            if !sawPlus, digits.count >= 2, digits[0] == UInt8(ascii: "0"), digits[1] == UInt8(ascii: "0") {
+                digits.removeFirst(2)
+            }
+            guard (7...15).contains(digits.count) else { return .failure(.length) }
+            guard digits.first != UInt8(ascii: "0") else { return .failure(.leadingZero) }
+            return .success(PhoneNumber(e164: "+" + String(decoding: digits, as: UTF8.self)))
+        }
+    }
+
+    /// The ASCII members of ``separators``.
+    static let separatorBytes: Set<UInt8> = [0x20, 0x09, 0x0A, 0x0D, 0x2D, 0x2E, 0x2F, 0x28, 0x29]
+
+    /// ``parse(_:)`` for any spelling, Character by Character.
+    static func parseCharacters(_ raw: String) -> Result<PhoneNumber, Problem> {
         var s = Substring(raw.trimmingSpaces)
         if s.isEmpty { return .failure(.empty) }
         if s.lowercased().hasPrefix("whatsapp:") {
