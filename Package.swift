@@ -48,7 +48,7 @@ let package = Package(
         // The bench: a scratch database, a realistic workload, and the figures the README reports.
         .target(
             name: "Bench",
-            dependencies: ["Postgres", "JSON", "JobQueue", "Migrations", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Postgres", "JSON", "JobQueue", "ContactDomain", "Migrations", .product(name: "Logging", package: "swift-log")]
         ),
         // The command line: parses arguments and wires the libraries together.
         .executableTarget(

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import JSON
+import ContactDomain
 import JobQueue
 import Logging
 import Migrations
@@ -246,7 +247,12 @@ public enum Bench {
     }
 
     static func enqueue(_ payloads: [JSONValue], queue: String, kind: String, on c: PostgresConnection) async throws {
-        let jobs = payloads.map { NewJob(queue: queue, kind: kind, payload: $0) }
+        // As `upsert-worker enqueue` does: contact jobs carry their default ordering key.
+        let jobs = payloads.map {
+            NewJob(
+                queue: queue, kind: kind, payload: $0,
+                orderingKey: kind == "contact.upsert" ? ContactRequest.orderingKey($0) : nil)
+        }
         try await c.run { c in
             try await c.withTransaction { c in _ = try JobProducer.enqueueMany(jobs, on: c) }
         }

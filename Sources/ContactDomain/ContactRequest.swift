@@ -297,6 +297,66 @@ public struct ContactRequest: Sendable, Hashable {
 }
 
 extension ContactRequest {
+    /// The queue's default ordering key for a payload, exactly as the database's
+    /// `crm.contact_ordering_key` computes it (the channel identity, the contact's phone as
+    /// its match key), or nil when the payload does not name one. Producers that COPY many
+    /// jobs set it themselves, so that the insert trigger has nothing to compute; a test
+    /// checks that both agree.
+    public static func orderingKey(_ payload: JSONValue) -> String? {
+        guard case .object(let object) = payload, case .string(let channel)? = object["channel"] else { return nil }
+        let channelRef: String
+        let contactRef: String
+        switch channel {
+        case "whatsapp", "web-whatsapp":
+            guard case .string(let channelPhone)? = object["channel_phone_number"],
+                case .string(let contactPhone)? = object["contact_phone_number"],
+                case .success(let contact) = PhoneNumber.parse(contactPhone)
+            else { return nil }
+            let trimmed = trimASCIISpaces(channelPhone)
+            if isUUIDText(trimmed) {
+                channelRef = trimmed.lowercased()
+            } else {
+                guard case .success(let phone) = PhoneNumber.parse(trimmed) else { return nil }
+                channelRef = phone.matchKey
+            }
+            contactRef = contact.matchKey
+        case "webchat":
+            guard case .string(let channelID)? = object["channel_id"],
+                case .string(let user)? = object["external_user_id"]
+            else { return nil }
+            channelRef = trimASCIISpaces(channelID).lowercased()
+            contactRef = trimASCIISpaces(user)
+        default:
+            return nil
+        }
+        guard !contactRef.isEmpty, channelRef.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
+        return channel + ":" + channelRef + ":" + contactRef
+    }
+
+    /// PostgreSQL's one-argument `btrim`: spaces only.
+    static func trimASCIISpaces(_ text: String) -> String {
+        let utf8 = text.utf8
+        guard let first = utf8.firstIndex(where: { $0 != 0x20 }) else { return "" }
+        guard let last = utf8.lastIndex(where: { $0 != 0x20 }) else { return "" }
+        return String(text[first...last])
+    }
+
+    /// Any-case hyphenated hex UUID text (the SQL function's `~*` pattern).
+    static func isUUIDText(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 36 else { return false }
+        for (i, byte) in bytes.enumerated() {
+            if i == 8 || i == 13 || i == 18 || i == 23 {
+                guard byte == UInt8(ascii: "-") else { return false }
+            } else {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte | 0x20)
+                else { return false }
+            }
+        }
+        return true
+    }
+
     /// The person a payload names, read cheaply (no full validation): the key of the lock that
     /// serializes every job of one person. Nil when the payload names no valid identity.
     public static func identityLockKey(_ payload: JSONValue) -> String? {

@@ -176,6 +176,62 @@ struct AgreementTests {
         await connection.close()
     }
 
+    @Test("ContactRequest.orderingKey equals crm.contact_ordering_key on every payload it keys")
+    func orderingKeys() async throws {
+        let spellings = PhoneNumberTests.valid.map(\.spelling) + PhoneNumberTests.invalid.map(\.0) + [
+            "\t+56 9 6123 4567\u{00A0}", "(+56) 9 6123 4567", "+55 21 7123-4567", "+551161234567", "5491123456789@c.us",
+        ]
+        let channelID = UUID()
+        let channels = [
+            "+56 2 2345 0001", " +5622345000 1 ", "56223450001", PostgresUUID.string(channelID), channelID.uuidString,
+            " \(channelID.uuidString) ", "not a phone", "",
+        ]
+        var payloads: [JSONValue] = []
+        for platform in ["whatsapp", "web-whatsapp"] {
+            for channel in channels {
+                for spelling in spellings {
+                    payloads.append([
+                        "channel": .string(platform), "channel_phone_number": .string(channel),
+                        "contact_phone_number": .string(spelling),
+                    ])
+                }
+            }
+        }
+        for user in ["visitor-1", " spaced ", "\tTabbed\t", "ñandú 👩🏽‍💻", "", "   ", "UPPER"] {
+            for channel in [PostgresUUID.string(channelID), " \(channelID.uuidString) ", "x"] {
+                payloads.append(["channel": "webchat", "channel_id": .string(channel), "external_user_id": .string(user)])
+            }
+        }
+        payloads += [
+            "not an object", ["channel": 7], ["channel": "sms", "contact_phone_number": "+56961234567"],
+            ["channel": "whatsapp", "channel_phone_number": 5, "contact_phone_number": "+56961234567"],
+            ["channel": "webchat", "channel_id": .string(PostgresUUID.string(channelID)), "external_user_id": 12],
+        ]
+        let all = payloads
+        try await TestDatabase.withScratch { db in
+            let c = try await PostgresConnection.connect(db)
+            let sql = try await c.run { c in
+                try c.query(
+                    "SELECT crm.contact_ordering_key(p) AS k FROM unnest($1::jsonb[]) WITH ORDINALITY AS t(p, n) ORDER BY n",
+                    [all]
+                ).map { try $0.decode(String?.self, "k") }
+            }
+            var keyed = 0
+            for (payload, expected) in zip(all, sql) {
+                let swift = ContactRequest.orderingKey(payload)
+                // Nil leaves the key to the insert trigger; a key must be the trigger's.
+                if let swift {
+                    keyed += 1
+                    #expect(swift == expected, "\(payload.jsonText)")
+                } else {
+                    #expect(expected == nil, "\(payload.jsonText)")
+                }
+            }
+            #expect(keyed > all.count / 3)
+            await c.close()
+        }
+    }
+
     @Test("number canonical forms equal PostgreSQL's numeric output")
     func numbers() async throws {
         let inputs = ["0", "-0", "-0.00", "007", "1.50", "1.50e1", "1.55e1", "3e4", "3E+4", "1e-2", "12.345e-1", ".5", "5.",
