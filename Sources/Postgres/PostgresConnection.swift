@@ -461,17 +461,24 @@ public actor PostgresConnection {
         for row in rows {
             for (i, value) in row.enumerated() {
                 if i > 0 { buffer.append(0x09) }
-                guard let value else {
+                guard var value else {
                     buffer.append(contentsOf: [0x5C, 0x4E])  // \N
                     continue
                 }
-                for byte in value.utf8 {
-                    switch byte {
-                    case 0x5C: buffer.append(contentsOf: [0x5C, 0x5C])
-                    case 0x09: buffer.append(contentsOf: [0x5C, 0x74])
-                    case 0x0A: buffer.append(contentsOf: [0x5C, 0x6E])
-                    case 0x0D: buffer.append(contentsOf: [0x5C, 0x72])
-                    default: buffer.append(byte)
+                value.withUTF8 { bytes in
+                    // Most values hold nothing COPY must escape: copy them whole.
+                    guard bytes.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else {
+                        buffer.append(contentsOf: bytes)
+                        return
+                    }
+                    for byte in bytes {
+                        switch byte {
+                        case 0x5C: buffer.append(contentsOf: [0x5C, 0x5C])
+                        case 0x09: buffer.append(contentsOf: [0x5C, 0x74])
+                        case 0x0A: buffer.append(contentsOf: [0x5C, 0x6E])
+                        case 0x0D: buffer.append(contentsOf: [0x5C, 0x72])
+                        default: buffer.append(byte)
+                        }
                     }
                 }
             }
