@@ -283,7 +283,7 @@ public enum Bench {
     /// they hold data).
     static func resetCRM(_ c: PostgresConnection) async throws {
         try await c.run { c in
-            try c.executeScript("TRUNCATE crm.customer_custom_fields, crm.contacts, crm.customers")
+            try c.executeScript("TRUNCATE crm.customer_identifiers, crm.contacts, crm.customers")
         }
     }
 

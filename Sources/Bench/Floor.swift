@@ -3,8 +3,8 @@
 ///
 /// `floor_one` claims the next ready job with `FOR UPDATE SKIP LOCKED`, resolves the channel,
 /// checks the custom field keys, takes the identity lock, finds or creates the contact and
-/// customer, merges the metadata, upserts the custom field values without rewriting equal
-/// ones, and marks the job done, all in the transaction pgbench opens for it. It skips what
+/// customer, merges the metadata and the custom field values (rewriting nothing equal), claims
+/// identifier values, and marks the job done, all in the transaction pgbench opens for it. It skips what
 /// only a client does well (collecting every validation problem, the structurer, canonical
 /// forms), so it is a generous floor.
 enum Floor {
@@ -25,6 +25,7 @@ enum Floor {
             v_customer uuid;
             v_created boolean := false;
             v_patch jsonb;
+            v_fields jsonb;
         BEGIN
             SELECT id, payload INTO j FROM queue.jobs
             WHERE state = 'ready' AND queue = p_queue AND run_at <= now()
@@ -65,10 +66,13 @@ enum Floor {
                 WHERE client_id = v_client AND channel_id = v_channel AND external_user_id = v_ext;
             END IF;
             v_patch := coalesce(p -> 'meta_data', '{}');
+            SELECT coalesce(jsonb_object_agg(d.id::text, e ->> 'value'), '{}') INTO v_fields
+            FROM jsonb_array_elements(coalesce(p -> 'custom_field_values', '[]')) e
+            JOIN crm.custom_field_definitions d ON d.client_id = v_client AND d.key = e ->> 'key';
             IF v_contact IS NULL THEN
-                INSERT INTO crm.customers (client_id, name, email, phone, stage_id, agent_id, meta_data)
+                INSERT INTO crm.customers (client_id, name, email, phone, stage_id, agent_id, meta_data, custom_fields)
                 VALUES (v_client, p ->> 'contact_name', p ->> 'contact_email', v_phone, (p ->> 'stageId')::uuid,
-                        (p ->> 'agentId')::uuid, v_patch)
+                        (p ->> 'agentId')::uuid, v_patch, v_fields)
                 RETURNING id INTO v_customer;
                 INSERT INTO crm.contacts (client_id, customer_id, channel_id, platform, phone, external_user_id, name, email)
                 VALUES (v_client, v_customer, v_channel, v_platform, v_phone, v_ext, p ->> 'contact_name', p ->> 'contact_email')
@@ -77,25 +81,24 @@ enum Floor {
             ELSE
                 UPDATE crm.customers
                 SET meta_data = meta_data || v_patch,
+                    custom_fields = custom_fields || v_fields,
                     stage_id = coalesce((p ->> 'stageId')::uuid, stage_id),
                     agent_id = coalesce((p ->> 'agentId')::uuid, agent_id),
                     updated_at = now()
                 WHERE id = v_customer AND client_id = v_client
-                  AND (meta_data, stage_id, agent_id) IS DISTINCT FROM
-                      (meta_data || v_patch, coalesce((p ->> 'stageId')::uuid, stage_id), coalesce((p ->> 'agentId')::uuid, agent_id));
+                  AND (meta_data, custom_fields, stage_id, agent_id) IS DISTINCT FROM
+                      (meta_data || v_patch, custom_fields || v_fields, coalesce((p ->> 'stageId')::uuid, stage_id),
+                       coalesce((p ->> 'agentId')::uuid, agent_id));
                 UPDATE crm.contacts
                 SET name = coalesce(p ->> 'contact_name', name), email = coalesce(p ->> 'contact_email', email), updated_at = now()
                 WHERE id = v_contact
                   AND (name, email) IS DISTINCT FROM (coalesce(p ->> 'contact_name', name), coalesce(p ->> 'contact_email', email));
             END IF;
-            INSERT INTO crm.customer_custom_fields (customer_id, definition_id, client_id, value, identifier_key)
-            SELECT v_customer, d.id, v_client, e ->> 'value', CASE WHEN d.is_identifier THEN lower(e ->> 'value') END
+            INSERT INTO crm.customer_identifiers (client_id, definition_id, identifier_key, customer_id)
+            SELECT v_client, d.id, lower(e ->> 'value'), v_customer
             FROM jsonb_array_elements(coalesce(p -> 'custom_field_values', '[]')) e
-            JOIN crm.custom_field_definitions d ON d.client_id = v_client AND d.key = e ->> 'key'
-            ON CONFLICT (customer_id, definition_id) DO UPDATE
-            SET value = EXCLUDED.value, identifier_key = EXCLUDED.identifier_key, updated_at = now()
-            WHERE (customer_custom_fields.value, customer_custom_fields.identifier_key)
-                  IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.identifier_key);
+            JOIN crm.custom_field_definitions d ON d.client_id = v_client AND d.key = e ->> 'key' AND d.is_identifier
+            ON CONFLICT (client_id, definition_id, identifier_key) DO NOTHING;
             UPDATE queue.jobs
             SET state = 'succeeded', result = jsonb_build_object('id', v_contact, 'ai_customer_id', v_customer, 'created', v_created),
                 finished_at = clock_timestamp(), locked_by = NULL, locked_until = NULL

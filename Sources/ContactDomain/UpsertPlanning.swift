@@ -100,6 +100,7 @@ enum UpsertPlanning {
             customer.stageID = request.stageID ?? customer.stageID
             customer.agentID = request.agentID ?? customer.agentID
             customer.metaData = MetadataMerge.merge(existing.metaData, structured.metaData)
+            apply(job.fieldChanges, to: &customer.customFields)
             customerWrite = customer == existing ? .none : .update
         } else if found.contact != nil {
             throw Vanished()
@@ -107,7 +108,8 @@ enum UpsertPlanning {
             customer = ContactStore.Customer(
                 id: newCustomerID, name: request.name ?? structured.name, email: request.email ?? structured.email,
                 phone: contactPhone ?? structured.phone?.e164, stageID: request.stageID, agentID: request.agentID,
-                metaData: MetadataMerge.merge([:], structured.metaData))
+                metaData: MetadataMerge.merge([:], structured.metaData), customFields: [:])
+            apply(job.fieldChanges, to: &customer.customFields)
             customerWrite = .insert
         }
 
@@ -128,9 +130,26 @@ enum UpsertPlanning {
                 createdAt: nil)
             contactWrite = .insert
         }
+        // Identifier values whose key changed: the old one is released, the new one claimed.
+        var identifierChanges: [ContactStore.IdentifierChange] = []
+        for change in job.fieldChanges where change.definition.isIdentifier {
+            let field = PostgresUUID.string(change.definition.id)
+            let old = existingCustomer?.customFields[field].flatMap(change.definition.identifierKey)
+            let new = change.value.flatMap(change.definition.identifierKey)
+            if old != new {
+                identifierChanges.append(.init(definitionID: change.definition.id, newKey: new))
+            }
+        }
         return ContactStore.WritePlan(
             clientID: job.clientID, customer: customer, customerWrite: customerWrite, contact: contact,
-            contactWrite: contactWrite, fieldChanges: job.fieldChanges)
+            contactWrite: contactWrite, identifierChanges: identifierChanges)
+    }
+
+    /// Sets or removes (an empty string) each changed value, keyed by definition id.
+    static func apply(_ changes: [ContactStore.FieldChange], to values: inout [String: String]) {
+        for change in changes {
+            values[PostgresUUID.string(change.definition.id)] = change.value
+        }
     }
 
     /// The job's result (CONTRACT.md section 5), once the plan is written; `createdAt` is the

@@ -81,7 +81,8 @@ struct RaceTests {
             try await runWorkers(3, db)
             #expect(try await Domain.count("SELECT count(*) FROM queue.jobs WHERE state = 'succeeded'", on: c) == 90)
             #expect(try await Domain.count("SELECT count(*) FROM crm.contacts", on: c) == 90)
-            #expect(try await Domain.count("SELECT count(*) FROM crm.customer_custom_fields", on: c) == 30)
+            #expect(try await Domain.count("SELECT count(*) FROM crm.customer_identifiers", on: c) == 30)
+            #expect(try await Domain.count("SELECT count(*) FROM crm.customer_field_values WHERE key = 'rut'", on: c) == 30)
             #expect(
                 try await Domain.count(
                     "SELECT count(*) FROM crm.customers c WHERE EXISTS (SELECT 1 FROM crm.contacts ct WHERE ct.customer_id = c.id)",

@@ -97,7 +97,7 @@ struct UpsertTests {
             #expect(linked.customerID == owner.customerID, "the identifier found the customer")
 
             let other = try await Domain.one(Domain.whatsapp(org, "+56 9 5555 6666"), database: db, connection: c)
-            let before = try await Domain.count("SELECT count(*) FROM crm.customer_custom_fields", on: c)
+            let before = try await Domain.count("SELECT count(*) FROM crm.customer_field_values", on: c)
             let conflict = try await Domain.one(
                 Domain.whatsapp(org, "+56 9 5555 6666", [
                     "contact_name": "Should not be written",
@@ -107,7 +107,7 @@ struct UpsertTests {
             #expect(conflict.code == "identifier_conflict")
             #expect(conflict.error?["status"] == 400)
             #expect(conflict.details?["identifier_conflict"]?.arrayValue?.first?["key"] == "rut")
-            #expect(try await Domain.count("SELECT count(*) FROM crm.customer_custom_fields", on: c) == before)
+            #expect(try await Domain.count("SELECT count(*) FROM crm.customer_field_values", on: c) == before)
             #expect(try await Domain.count("SELECT count(*) FROM crm.contacts WHERE name IS NOT NULL", on: c) == 0)
             #expect(other.customerID != owner.customerID)
             // The identifier compares case-insensitively.
@@ -254,7 +254,7 @@ struct UpsertTests {
             let versions = """
                 SELECT (SELECT string_agg(xmin::text || ctid::text, ',' ORDER BY id) FROM crm.contacts) || '|' ||
                        (SELECT string_agg(xmin::text || ctid::text, ',' ORDER BY id) FROM crm.customers) || '|' ||
-                       (SELECT string_agg(xmin::text || ctid::text, ',' ORDER BY definition_id) FROM crm.customer_custom_fields)
+                       (SELECT string_agg(xmin::text || ctid::text, ',' ORDER BY definition_id) FROM crm.customer_identifiers)
                 """
             let before = try await c.run { c in try c.query(versions)[0].decode(String.self, at: 0) }
             let replay = try await Domain.one(payload, database: db, connection: c)

@@ -112,6 +112,15 @@ public enum ContactStore {
         public var stageID: UUID?
         public var agentID: UUID?
         public var metaData: [String: JSONValue]
+        /// Custom field values in canonical text form, keyed by definition id (lowercase).
+        public var customFields: [String: String]
+    }
+
+    /// An identifier value a plan releases (the customer's old one, if any) and claims (the new
+    /// one, nil to only release).
+    struct IdentifierChange: Sendable, Hashable {
+        var definitionID: UUID
+        var newKey: String?
     }
 
     /// An identifier field value as its unique index compares it.
@@ -206,10 +215,10 @@ public enum ContactStore {
                 SELECT w.ord, v.customer_id, d.key
                 FROM unnest($6::int[], $7::uuid[], $8::text[]) AS w(ord, definition_id, identifier_key)
                 JOIN req r ON r.ord = w.ord
-                -- One probe of the unique index per value (LIMIT 1 keeps the planner from
+                -- One probe of the primary key per value (LIMIT 1 keeps the planner from
                 -- scanning every value of the definition and filtering).
                 CROSS JOIN LATERAL (
-                    SELECT v.customer_id FROM crm.customer_custom_fields v
+                    SELECT v.customer_id FROM crm.customer_identifiers v
                     WHERE v.client_id = r.client_id AND v.definition_id = w.definition_id
                       AND v.identifier_key = w.identifier_key
                     LIMIT 1
@@ -226,7 +235,8 @@ public enum ContactStore {
                      ORDER BY cu.created_at, cu.id LIMIT 1)) AS customer_id
                 FROM found f
             ), locked AS (
-                SELECT cu.id, cu.client_id, cu.name, cu.email, cu.phone, cu.stage_id, cu.agent_id, cu.meta_data
+                SELECT cu.id, cu.client_id, cu.name, cu.email, cu.phone, cu.stage_id, cu.agent_id, cu.meta_data,
+                       cu.custom_fields
                 FROM crm.customers cu
                 -- = ANY(ARRAY(...)) rather than IN (...): a primary-key probe per candidate
                 -- whatever the statistics say (a semi join can pick a sequential scan).
@@ -237,7 +247,7 @@ public enum ContactStore {
             SELECT f.ord, f.id, f.customer_id, f.platform, f.phone, f.name, f.email, f.external_user_id,
                    f.channel_id, f.created_at,
                    l.id AS c_id, l.name AS c_name, l.email AS c_email, l.phone AS c_phone, l.stage_id AS c_stage_id,
-                   l.agent_id AS c_agent_id, l.meta_data AS c_meta_data,
+                   l.agent_id AS c_agent_id, l.meta_data AS c_meta_data, l.custom_fields AS c_custom_fields,
                    (SELECT json_agg(json_build_array(o.customer_id, o.key) ORDER BY o.key)
                     FROM owners o WHERE o.ord = f.ord) AS owners
             FROM found f
@@ -266,9 +276,12 @@ public enum ContactStore {
                     id: id, name: try row.decode(String?.self, at: 11), email: try row.decode(String?.self, at: 12),
                     phone: try row.decode(String?.self, at: 13), stageID: try row.decode(UUID?.self, at: 14),
                     agentID: try row.decode(UUID?.self, at: 15),
-                    metaData: try row.decode(JSONValue.self, at: 16).objectValue ?? [:])
+                    metaData: try row.decode(JSONValue.self, at: 16).objectValue ?? [:],
+                    customFields: (try row.decode(JSONValue.self, at: 17).objectValue ?? [:]).mapValues {
+                        $0.stringValue ?? $0.jsonText
+                    })
             }
-            for owner in try row.decode(JSONValue?.self, at: 17)?.arrayValue ?? [] {
+            for owner in try row.decode(JSONValue?.self, at: 18)?.arrayValue ?? [] {
                 guard let pair = owner.arrayValue, pair.count == 2,
                     let id = pair[0].stringValue.flatMap(PostgresUUID.parse), let key = pair[1].stringValue
                 else { throw PostgresError(code: .decoding, message: "malformed identifier owner") }
@@ -295,14 +308,16 @@ public enum ContactStore {
         /// The contact as it will be.
         var contact: Contact
         var contactWrite: ContactWrite
-        var fieldChanges: [FieldChange]
+        var identifierChanges: [IdentifierChange]
     }
 
-    /// Applies many plans in one statement (data-modifying CTEs over arrays: customers
-    /// inserted and updated, contacts inserted and updated, custom field values set and
-    /// removed; a value equal to the stored one is not rewritten). The plans must not write
-    /// one row twice (see ``ContactUpsertHandler/handleBatch(_:on:logger:)``). Returns the
-    /// `created_at` of every contact inserted or updated.
+    /// Applies many plans in one statement (data-modifying CTEs over arrays: customers, with
+    /// their custom field values, inserted and updated; contacts inserted and updated;
+    /// identifier values released and claimed). Nothing unchanged is in a plan, so nothing
+    /// unchanged is rewritten. The plans must not write one row twice (see
+    /// ``ContactUpsertHandler/handleBatch(_:on:logger:)``). Returns the `created_at` of every
+    /// contact inserted or updated; an identifier value another customer claimed first is a
+    /// lost race (a unique violation), to be run again.
     static func write(_ plans: [WritePlan], on connection: isolated PostgresConnection) throws(PostgresError)
         -> [UUID: Date]
     {
@@ -310,9 +325,8 @@ public enum ContactStore {
         var changedCustomers = CustomerColumns()
         var newContacts = ContactColumns()
         var changedContacts = ContactColumns()
-        var setCustomers: [UUID] = [], setDefinitions: [UUID] = [], setClients: [UUID] = []
-        var setValues: [String] = [], setKeys: [String?] = []
-        var removeCustomers: [UUID] = [], removeDefinitions: [UUID] = [], removeClients: [UUID] = []
+        var releaseCustomers: [UUID] = [], releaseDefinitions: [UUID] = []
+        var claimClients: [UUID] = [], claimDefinitions: [UUID] = [], claimKeys: [String] = [], claimCustomers: [UUID] = []
         for plan in plans {
             switch plan.customerWrite {
             case .none: break
@@ -324,81 +338,91 @@ public enum ContactStore {
             case .insert: newContacts.append(plan.contact, client: plan.clientID)
             case .update: changedContacts.append(plan.contact, client: plan.clientID)
             }
-            for change in plan.fieldChanges {
-                if let value = change.value {
-                    setCustomers.append(plan.customer.id)
-                    setDefinitions.append(change.definition.id)
-                    setClients.append(plan.clientID)
-                    setValues.append(value)
-                    setKeys.append(change.definition.identifierKey(value))
-                } else {
-                    removeCustomers.append(plan.customer.id)
-                    removeDefinitions.append(change.definition.id)
-                    removeClients.append(plan.clientID)
+            for change in plan.identifierChanges {
+                if plan.customerWrite != .insert {
+                    releaseCustomers.append(plan.customer.id)
+                    releaseDefinitions.append(change.definitionID)
+                }
+                if let key = change.newKey {
+                    claimClients.append(plan.clientID)
+                    claimDefinitions.append(change.definitionID)
+                    claimKeys.append(key)
+                    claimCustomers.append(plan.customer.id)
                 }
             }
         }
         if newCustomers.ids.isEmpty, changedCustomers.ids.isEmpty, newContacts.ids.isEmpty,
-            changedContacts.ids.isEmpty, setCustomers.isEmpty, removeCustomers.isEmpty
+            changedContacts.ids.isEmpty, releaseCustomers.isEmpty, claimCustomers.isEmpty
         {
             return [:]
         }
         let rows = try connection.query(
             """
             WITH ins_customers AS (
-                INSERT INTO crm.customers (id, client_id, name, email, phone, stage_id, agent_id, meta_data)
+                INSERT INTO crm.customers (id, client_id, name, email, phone, stage_id, agent_id, meta_data, custom_fields)
                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[],
-                                     $7::uuid[], $8::jsonb[])
+                                     $7::uuid[], $8::jsonb[], $9::jsonb[])
                 RETURNING 1
             ), upd_customers AS (
                 UPDATE crm.customers c
                 SET name = u.name, email = u.email, phone = u.phone, stage_id = u.stage_id, agent_id = u.agent_id,
-                    meta_data = u.meta_data, updated_at = now()
-                FROM unnest($9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::text[], $14::uuid[], $15::uuid[],
-                            $16::jsonb[]) AS u(id, client_id, name, email, phone, stage_id, agent_id, meta_data)
+                    meta_data = u.meta_data, custom_fields = u.custom_fields, updated_at = now()
+                FROM unnest($10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[], $15::uuid[], $16::uuid[],
+                            $17::jsonb[], $18::jsonb[])
+                     AS u(id, client_id, name, email, phone, stage_id, agent_id, meta_data, custom_fields)
                 WHERE c.id = u.id AND c.client_id = u.client_id
                 RETURNING 1
             ), ins_contacts AS (
                 INSERT INTO crm.contacts (id, client_id, customer_id, channel_id, platform, phone, external_user_id,
                                           name, email)
-                SELECT * FROM unnest($17::uuid[], $18::uuid[], $19::uuid[], $20::uuid[], $21::text[], $22::text[],
-                                     $23::text[], $24::text[], $25::text[])
+                SELECT * FROM unnest($19::uuid[], $20::uuid[], $21::uuid[], $22::uuid[], $23::text[], $24::text[],
+                                     $25::text[], $26::text[], $27::text[])
                 RETURNING id, created_at
             ), upd_contacts AS (
                 UPDATE crm.contacts c SET name = u.name, email = u.email, updated_at = now()
-                FROM unnest($26::uuid[], $27::uuid[], $28::text[], $29::text[]) AS u(id, client_id, name, email)
+                FROM unnest($28::uuid[], $29::uuid[], $30::text[], $31::text[]) AS u(id, client_id, name, email)
                 WHERE c.id = u.id AND c.client_id = u.client_id
                 RETURNING c.id, c.created_at
-            ), set_fields AS (
-                INSERT INTO crm.customer_custom_fields (customer_id, definition_id, client_id, value, identifier_key)
-                SELECT * FROM unnest($30::uuid[], $31::uuid[], $32::uuid[], $33::text[], $34::text[])
-                ON CONFLICT (customer_id, definition_id) DO UPDATE
-                SET value = EXCLUDED.value, identifier_key = EXCLUDED.identifier_key, updated_at = now()
-                WHERE (customer_custom_fields.value, customer_custom_fields.identifier_key)
-                      IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.identifier_key)
+            ), release AS (
+                DELETE FROM crm.customer_identifiers i
+                USING unnest($32::uuid[], $33::uuid[]) AS r(customer_id, definition_id)
+                WHERE i.customer_id = r.customer_id AND i.definition_id = r.definition_id
                 RETURNING 1
-            ), del_fields AS (
-                DELETE FROM crm.customer_custom_fields v
-                USING unnest($35::uuid[], $36::uuid[], $37::uuid[]) AS d(customer_id, definition_id, client_id)
-                WHERE v.customer_id = d.customer_id AND v.definition_id = d.definition_id
-                  AND v.client_id = d.client_id
+            ), claim AS (
+                -- A value this customer already holds is kept; one another customer holds
+                -- is not taken, and the count below tells the caller.
+                INSERT INTO crm.customer_identifiers (client_id, definition_id, identifier_key, customer_id)
+                SELECT * FROM unnest($34::uuid[], $35::uuid[], $36::text[], $37::uuid[])
+                ON CONFLICT (client_id, definition_id, identifier_key) DO UPDATE SET customer_id = EXCLUDED.customer_id
+                WHERE customer_identifiers.customer_id = EXCLUDED.customer_id
                 RETURNING 1
             )
-            SELECT id, created_at FROM ins_contacts
+            SELECT id, created_at, NULL::bigint AS claimed FROM ins_contacts
             UNION ALL
-            SELECT id, created_at FROM upd_contacts
+            SELECT id, created_at, NULL FROM upd_contacts
+            UNION ALL
+            SELECT NULL, NULL, count(*) FROM claim
             """,
             [newCustomers.ids, newCustomers.clients, newCustomers.names, newCustomers.emails, newCustomers.phones,
-             newCustomers.stages, newCustomers.agents, newCustomers.metaData,
+             newCustomers.stages, newCustomers.agents, newCustomers.metaData, newCustomers.customFields,
              changedCustomers.ids, changedCustomers.clients, changedCustomers.names, changedCustomers.emails,
              changedCustomers.phones, changedCustomers.stages, changedCustomers.agents, changedCustomers.metaData,
+             changedCustomers.customFields,
              newContacts.ids, newContacts.clients, newContacts.customers, newContacts.channels, newContacts.platforms,
              newContacts.phones, newContacts.externalUserIDs, newContacts.names, newContacts.emails,
              changedContacts.ids, changedContacts.clients, changedContacts.names, changedContacts.emails,
-             setCustomers, setDefinitions, setClients, setValues, setKeys,
-             removeCustomers, removeDefinitions, removeClients])
+             releaseCustomers, releaseDefinitions,
+             claimClients, claimDefinitions, claimKeys, claimCustomers])
         var createdAt: [UUID: Date] = [:]
         for row in rows {
+            if let claimed = try row.decode(Int?.self, at: 2) {
+                guard claimed == claimCustomers.count else {
+                    throw PostgresError(
+                        code: .server, sqlState: .uniqueViolation,
+                        message: "\(claimCustomers.count - claimed) identifier value(s) were claimed by another customer first")
+                }
+                continue
+            }
             createdAt[try row.decode(UUID.self, at: 0)] = try row.decode(Date.self, at: 1)
         }
         return createdAt
@@ -409,7 +433,7 @@ public enum ContactStore {
         var ids: [UUID] = [], clients: [UUID] = []
         var names: [String?] = [], emails: [String?] = [], phones: [String?] = []
         var stages: [UUID?] = [], agents: [UUID?] = []
-        var metaData: [JSONValue] = []
+        var metaData: [JSONValue] = [], customFields: [JSONValue] = []
 
         mutating func append(_ customer: Customer, client: UUID) {
             ids.append(customer.id)
@@ -420,6 +444,7 @@ public enum ContactStore {
             stages.append(customer.stageID)
             agents.append(customer.agentID)
             metaData.append(.object(customer.metaData))
+            customFields.append(.object(customer.customFields.mapValues(JSONValue.string)))
         }
     }
 
