@@ -224,36 +224,40 @@ public enum ContactStore {
                     LIMIT 1
                 ) v
                 JOIN crm.custom_field_definitions d ON d.id = w.definition_id AND d.client_id = r.client_id
+            ), owner_sets AS (
+                SELECT ord, json_agg(json_build_array(customer_id, key) ORDER BY key) AS owners,
+                       CASE WHEN count(DISTINCT customer_id) = 1 THEN min(customer_id::text)::uuid END AS only_owner
+                FROM owners GROUP BY ord
             ), candidate AS (
-                SELECT f.ord, f.client_id, coalesce(
+                SELECT f.*, os.owners, coalesce(
                     f.customer_id,
-                    (SELECT min(o.customer_id::text)::uuid FROM owners o WHERE o.ord = f.ord
-                     HAVING count(DISTINCT o.customer_id) = 1),
+                    os.only_owner,
                     (SELECT cu.id FROM crm.customers cu
                      WHERE f.wanted_phone_key IS NOT NULL AND cu.client_id = f.client_id
                        AND cu.phone_key = f.wanted_phone_key
-                     ORDER BY cu.created_at, cu.id LIMIT 1)) AS customer_id
-                FROM found f
+                     ORDER BY cu.created_at, cu.id LIMIT 1)) AS candidate_id
+                FROM found f LEFT JOIN owner_sets os ON os.ord = f.ord
             ), locked AS (
-                SELECT cu.id, cu.client_id, cu.name, cu.email, cu.phone, cu.stage_id, cu.agent_id, cu.meta_data,
-                       cu.custom_fields
-                FROM crm.customers cu
-                -- = ANY(ARRAY(...)) rather than IN (...): a primary-key probe per candidate
-                -- whatever the statistics say (a semi join can pick a sequential scan).
-                WHERE cu.id = ANY (ARRAY(SELECT customer_id FROM candidate WHERE customer_id IS NOT NULL))
-                ORDER BY cu.id
-                FOR UPDATE
+                -- One primary-key probe and row lock per candidate, in id order (two batches
+                -- never lock customers in opposite orders). A subquery with FOR UPDATE is never
+                -- flattened, so no statistics can turn it into a scan of the table.
+                SELECT l.*
+                FROM unnest(ARRAY(SELECT DISTINCT candidate_id FROM candidate WHERE candidate_id IS NOT NULL
+                                  ORDER BY 1)) AS k(id)
+                CROSS JOIN LATERAL (
+                    SELECT cu.id, cu.client_id, cu.name, cu.email, cu.phone, cu.stage_id, cu.agent_id, cu.meta_data,
+                           cu.custom_fields
+                    FROM crm.customers cu WHERE cu.id = k.id
+                    FOR UPDATE
+                ) l
             )
-            SELECT f.ord, f.id, f.customer_id, f.platform, f.phone, f.name, f.email, f.external_user_id,
-                   f.channel_id, f.created_at,
+            SELECT ca.ord, ca.id, ca.customer_id, ca.platform, ca.phone, ca.name, ca.email, ca.external_user_id,
+                   ca.channel_id, ca.created_at,
                    l.id AS c_id, l.name AS c_name, l.email AS c_email, l.phone AS c_phone, l.stage_id AS c_stage_id,
-                   l.agent_id AS c_agent_id, l.meta_data AS c_meta_data, l.custom_fields AS c_custom_fields,
-                   (SELECT json_agg(json_build_array(o.customer_id, o.key) ORDER BY o.key)
-                    FROM owners o WHERE o.ord = f.ord) AS owners
-            FROM found f
-            JOIN candidate ca ON ca.ord = f.ord
-            LEFT JOIN locked l ON l.id = ca.customer_id AND l.client_id = ca.client_id
-            ORDER BY f.ord
+                   l.agent_id AS c_agent_id, l.meta_data AS c_meta_data, l.custom_fields AS c_custom_fields, ca.owners
+            FROM candidate ca
+            LEFT JOIN locked l ON l.id = ca.candidate_id AND l.client_id = ca.client_id
+            ORDER BY ca.ord
             """,
             [ords, clients, channels, phoneKeys, externalIDs, identifierOrds, identifierDefinitions, identifierKeys])
         guard rows.count == requests.count else {
