@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import JSON
+import Postgres
 
 /// The three platforms a contact can come from.
 public enum Platform: String, Sendable, Hashable, CaseIterable {
@@ -132,7 +133,7 @@ public struct ContactRequest: Sendable, Hashable {
                     let trimmed = text.trimmingSpaces
                     if trimmed.isEmpty {
                         errors.missingFields.append("channel_phone_number")
-                    } else if SeedUUID.matches(trimmed), let id = UUID(uuidString: trimmed) {
+                    } else if SeedUUID.matches(trimmed), let id = PostgresUUID.parse(trimmed) {
                         channel = .id(id)
                     } else {
                         switch PhoneNumber.parse(trimmed) {
@@ -164,7 +165,7 @@ public struct ContactRequest: Sendable, Hashable {
                 case .present(let text):
                     if text.trimmingSpaces.isEmpty {
                         errors.missingFields.append("channel_id")
-                    } else if SeedUUID.matches(text), let id = UUID(uuidString: text) {
+                    } else if SeedUUID.matches(text), let id = PostgresUUID.parse(text) {
                         channel = .id(id)
                     } else {
                         errors.invalidFields.append(.init("channel_id", "must be a UUID"))
@@ -192,7 +193,7 @@ public struct ContactRequest: Sendable, Hashable {
         var agentID: UUID?
         for (field, target) in [("stageId", 0), ("agentId", 1)] {
             guard case .present(let text) = fields.string(field, &errors) else { continue }
-            guard SeedUUID.matches(text), let id = UUID(uuidString: text) else {
+            guard SeedUUID.matches(text), let id = PostgresUUID.parse(text) else {
                 errors.invalidFields.append(.init(field, "must be a UUID"))
                 continue
             }

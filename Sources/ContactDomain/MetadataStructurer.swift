@@ -94,6 +94,7 @@ public struct RuleBasedStructurer: MetadataStructurer {
     /// `"Fecha de Visita"` → `fecha_de_visita`, `"preferredLanguage"` → `preferred_language`,
     /// `"UTM-Campaign"` → `utm_campaign`, `"HTTPStatus"` → `http_status`.
     public static func snakeCase(_ key: String) -> String {
+        if isSnakeCase(key) { return key }
         let scalars = Array(key.trimmingSpaces.unicodeScalars)
         var out = ""
         var previous: Unicode.Scalar? = nil
@@ -117,6 +118,21 @@ public struct RuleBasedStructurer: MetadataStructurer {
         }
         while out.last == "_" { out.removeLast() }
         return out.isEmpty ? key : out
+    }
+
+    /// Already snake_case (`[a-z0-9]+` joined by single underscores): ``snakeCase(_:)`` would
+    /// return it unchanged, so it is returned without the Unicode work.
+    static func isSnakeCase(_ key: String) -> Bool {
+        var previous: UInt8 = UInt8(ascii: "_")
+        for byte in key.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): break
+            case UInt8(ascii: "_") where previous != UInt8(ascii: "_"): break
+            default: return false
+            }
+            previous = byte
+        }
+        return previous != UInt8(ascii: "_")
     }
 
     static let accents: [Unicode.Scalar: String] = {

@@ -146,12 +146,16 @@ public enum QueueStore {
                 finished_at = CASE WHEN u.state = 'ready' THEN NULL ELSE clock_timestamp() END,
                 locked_by = NULL,
                 locked_until = NULL
-            FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::jsonb[], $5::bigint[])
-                 AS u(id, state, result, error, delay)
+            FROM (SELECT r.id, r.state, nullif(r.result, 'null') AS result, nullif(r.error, 'null') AS error, r.delay
+                  FROM ROWS FROM (unnest($1::bigint[]), unnest($2::text[]), jsonb_array_elements($3::jsonb),
+                                  jsonb_array_elements($4::jsonb), unnest($5::bigint[]))
+                       AS r(id, state, result, error, delay)) u
             WHERE j.id = u.id AND j.locked_by = $6 AND j.state = 'running'
             RETURNING j.id
             """,
-            [ids, states, results, errors, delays, worker])
+            // The JSON columns travel as one JSON array each (null for none).
+            [ids, states, JSONValue.array(results.map { $0 ?? .null }), JSONValue.array(errors.map { $0 ?? .null }),
+             delays, worker])
         var updated = Set<Int64>()
         for row in rows { updated.insert(try row.decode(Int64.self, "id")) }
         return updated

@@ -12,6 +12,33 @@ import JSON
 public protocol PostgresEncodable: Sendable {
     /// The value in PostgreSQL's text input format; nil sends SQL NULL.
     var postgresText: String? { get }
+
+    /// Appends the value as one element of an array literal: quoted and escaped, or `NULL`.
+    /// The default goes through ``postgresText``; types that know their text needs no
+    /// escaping write it directly.
+    func appendArrayElement(to buffer: inout [UInt8])
+}
+
+extension PostgresEncodable {
+    public func appendArrayElement(to buffer: inout [UInt8]) {
+        guard var text = postgresText else {
+            buffer.append(contentsOf: [UInt8(ascii: "N"), UInt8(ascii: "U"), UInt8(ascii: "L"), UInt8(ascii: "L")])
+            return
+        }
+        buffer.append(UInt8(ascii: "\""))
+        text.withUTF8 { bytes in
+            let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+            if !bytes.contains(where: { $0 == quote || $0 == backslash }) {
+                buffer.append(contentsOf: bytes)
+                return
+            }
+            for byte in bytes {
+                if byte == quote || byte == backslash { buffer.append(backslash) }
+                buffer.append(byte)
+            }
+        }
+        buffer.append(UInt8(ascii: "\""))
+    }
 }
 
 /// A Swift value that can be read from a result column in PostgreSQL's text format.
@@ -34,6 +61,13 @@ extension PostgresDecodable {
 
 extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
     public var postgresText: String? { self?.postgresText }
+    public func appendArrayElement(to buffer: inout [UInt8]) {
+        guard let self else {
+            buffer.append(contentsOf: [UInt8(ascii: "N"), UInt8(ascii: "U"), UInt8(ascii: "L"), UInt8(ascii: "L")])
+            return
+        }
+        self.appendArrayElement(to: &buffer)
+    }
 }
 
 extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
@@ -73,6 +107,16 @@ extension Int: PostgresEncodable, PostgresDecodable {
 
 extension Int64: PostgresEncodable, PostgresDecodable {
     public var postgresText: String? { String(self) }
+    public func appendArrayElement(to buffer: inout [UInt8]) {
+        if self < 0 { buffer.append(UInt8(ascii: "-")) }
+        var digits: [UInt8] = []
+        var rest = self.magnitude
+        repeat {
+            digits.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        buffer.append(contentsOf: digits.reversed())
+    }
     public static func decode(postgresText: String) throws(PostgresError) -> Int64 {
         guard let value = Int64(postgresText) else { throw mismatch(postgresText) }
         return value
@@ -115,6 +159,7 @@ extension Double: PostgresEncodable, PostgresDecodable {
 
 extension UUID: PostgresEncodable, PostgresDecodable {
     public var postgresText: String? { PostgresUUID.string(self) }
+    public func appendArrayElement(to buffer: inout [UInt8]) { PostgresUUID.append(self, to: &buffer) }
     public static func decode(postgresText: String) throws(PostgresError) -> UUID {
         guard let value = PostgresUUID.parse(postgresText) else { throw mismatch(postgresText) }
         return value
@@ -153,23 +198,7 @@ extension Array: PostgresEncodable where Element: PostgresEncodable {
         out.append(UInt8(ascii: "{"))
         for (i, element) in enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            guard var text = element.postgresText else {
-                out.append(contentsOf: [UInt8(ascii: "N"), UInt8(ascii: "U"), UInt8(ascii: "L"), UInt8(ascii: "L")])
-                continue
-            }
-            out.append(UInt8(ascii: "\""))
-            text.withUTF8 { bytes in
-                let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
-                if !bytes.contains(where: { $0 == quote || $0 == backslash }) {
-                    out.append(contentsOf: bytes)
-                    return
-                }
-                for byte in bytes {
-                    if byte == quote || byte == backslash { out.append(backslash) }
-                    out.append(byte)
-                }
-            }
-            out.append(UInt8(ascii: "\""))
+            element.appendArrayElement(to: &out)
         }
         out.append(UInt8(ascii: "}"))
         return String(decoding: out, as: UTF8.self)

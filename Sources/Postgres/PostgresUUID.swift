@@ -28,6 +28,17 @@ public enum PostgresUUID {
         }
     }
 
+    /// Appends the lowercase hyphenated form (36 bytes, nothing to escape).
+    public static func append(_ uuid: UUID, to buffer: inout [UInt8]) {
+        withUnsafeBytes(of: uuid.uuid) { bytes in
+            for (i, byte) in bytes.enumerated() {
+                if i == 4 || i == 6 || i == 8 || i == 10 { buffer.append(UInt8(ascii: "-")) }
+                buffer.append(hexDigits[Int(byte >> 4)])
+                buffer.append(hexDigits[Int(byte & 0x0F)])
+            }
+        }
+    }
+
     /// Parses the hyphenated form in either case (the only form PostgreSQL writes); nil for
     /// anything else.
     public static func parse(_ text: String) -> UUID? {

@@ -1,4 +1,4 @@
-import ContactDomain
+@testable import ContactDomain
 import Foundation
 import JSON
 import Testing
@@ -66,5 +66,23 @@ struct StructurerTests {
             ])
         #expect(MetadataMerge.merge(existing, [:]) == existing)
         #expect(MetadataMerge.merge(["a": 1], ["a": ["b": nil, "c": 2]]) == ["a": ["c": 2]])
+    }
+}
+
+@Suite("snake_case fast path")
+struct SnakeCaseFastPathTests {
+    @Test("keys taken as already snake_case are exactly those snakeCase leaves unchanged")
+    func fastPathAgrees() {
+        let alphabet = Array("ab_z09_A-. é")
+        var random = SplitMix(state: 5)
+        for _ in 0..<20_000 {
+            let key = String((0..<(Int(random.next() % 7))).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] })
+            if RuleBasedStructurer.isSnakeCase(key) {
+                #expect(RuleBasedStructurer.snakeCase(key) == key, "\(key)")
+            }
+        }
+        #expect(RuleBasedStructurer.isSnakeCase("utm_campaign"))
+        #expect(!RuleBasedStructurer.isSnakeCase("_x") && !RuleBasedStructurer.isSnakeCase("x_") && !RuleBasedStructurer.isSnakeCase("a__b"))
+        #expect(!RuleBasedStructurer.isSnakeCase("") && !RuleBasedStructurer.isSnakeCase("pageViews"))
     }
 }

@@ -364,15 +364,19 @@ public enum ContactStore {
             """
             WITH ins_customers AS (
                 INSERT INTO crm.customers (id, client_id, name, email, phone, stage_id, agent_id, meta_data, custom_fields)
-                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[],
-                                     $7::uuid[], $8::jsonb[], $9::jsonb[])
+                SELECT * FROM ROWS FROM (
+                    unnest($1::uuid[]), unnest($2::uuid[]), unnest($3::text[]), unnest($4::text[]), unnest($5::text[]),
+                    unnest($6::uuid[]), unnest($7::uuid[]), jsonb_array_elements($8::jsonb),
+                    jsonb_array_elements($9::jsonb))
                 RETURNING 1
             ), upd_customers AS (
                 UPDATE crm.customers c
                 SET name = u.name, email = u.email, phone = u.phone, stage_id = u.stage_id, agent_id = u.agent_id,
                     meta_data = u.meta_data, custom_fields = u.custom_fields, updated_at = now()
-                FROM unnest($10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[], $15::uuid[], $16::uuid[],
-                            $17::jsonb[], $18::jsonb[])
+                FROM ROWS FROM (
+                    unnest($10::uuid[]), unnest($11::uuid[]), unnest($12::text[]), unnest($13::text[]),
+                    unnest($14::text[]), unnest($15::uuid[]), unnest($16::uuid[]), jsonb_array_elements($17::jsonb),
+                    jsonb_array_elements($18::jsonb))
                      AS u(id, client_id, name, email, phone, stage_id, agent_id, meta_data, custom_fields)
                 WHERE c.id = u.id AND c.client_id = u.client_id
                 RETURNING 1
@@ -408,10 +412,11 @@ public enum ContactStore {
             SELECT NULL, NULL, count(*) FROM claim
             """,
             [newCustomers.ids, newCustomers.clients, newCustomers.names, newCustomers.emails, newCustomers.phones,
-             newCustomers.stages, newCustomers.agents, newCustomers.metaData, newCustomers.customFields,
+             newCustomers.stages, newCustomers.agents, JSONValue.array(newCustomers.metaData),
+             JSONValue.array(newCustomers.customFields),
              changedCustomers.ids, changedCustomers.clients, changedCustomers.names, changedCustomers.emails,
-             changedCustomers.phones, changedCustomers.stages, changedCustomers.agents, changedCustomers.metaData,
-             changedCustomers.customFields,
+             changedCustomers.phones, changedCustomers.stages, changedCustomers.agents,
+             JSONValue.array(changedCustomers.metaData), JSONValue.array(changedCustomers.customFields),
              newContacts.ids, newContacts.clients, newContacts.customers, newContacts.channels, newContacts.platforms,
              newContacts.phones, newContacts.externalUserIDs, newContacts.names, newContacts.emails,
              changedContacts.ids, changedContacts.clients, changedContacts.names, changedContacts.emails,
@@ -432,7 +437,8 @@ public enum ContactStore {
         return createdAt
     }
 
-    /// Customer rows as parallel arrays, one per `unnest` column.
+    /// Customer rows as parallel arrays, one per `unnest` column (the JSON columns travel as
+    /// one JSON array each: no array-literal escaping of every quote).
     private struct CustomerColumns {
         var ids: [UUID] = [], clients: [UUID] = []
         var names: [String?] = [], emails: [String?] = [], phones: [String?] = []
