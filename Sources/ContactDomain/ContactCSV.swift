@@ -52,6 +52,11 @@ extension String {
     }
 
     var trimmingSpaces: String {
+        // Nothing to trim when both ends are printable ASCII (no white space Character can
+        // start or end with such a byte): the common case, without Character work.
+        if let first = utf8.first, let last = utf8.last, (0x21...0x7E).contains(first), (0x21...0x7E).contains(last) {
+            return self
+        }
         var view = Substring(self)
         while let first = view.first, first.isWhitespace { view.removeFirst() }
         while let last = view.last, last.isWhitespace { view.removeLast() }

@@ -78,7 +78,7 @@ public struct ContactUpsertHandler: JobHandler {
                 }
                 touched.formUnion(customers)
                 do {
-                    let plan = try UpsertPlanning.plan(item.job, found: lookup, newCustomerID: UUID(), newContactID: UUID())
+                    let plan = try UpsertPlanning.plan(item.job, found: lookup)
                     plans.append((item.index, plan))
                 } catch is UpsertPlanning.Vanished {
                     throw PostgresError(

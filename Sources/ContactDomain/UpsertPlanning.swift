@@ -60,7 +60,7 @@ enum UpsertPlanning {
     /// Throws the job's ``ContactError`` (identifier values held by different customers) or
     /// ``Vanished`` (the contact's customer disappeared between lookup and lock).
     static func plan(
-        _ job: PreparedUpsert, found: ContactStore.Lookup, newCustomerID: UUID, newContactID: UUID
+        _ job: PreparedUpsert, found: ContactStore.Lookup, newID: () -> UUID = PostgresUUID.random
     ) throws -> ContactStore.WritePlan {
         let request = job.request
         let structured = job.structured
@@ -106,7 +106,7 @@ enum UpsertPlanning {
             throw Vanished()
         } else {
             customer = ContactStore.Customer(
-                id: newCustomerID, name: request.name ?? structured.name, email: request.email ?? structured.email,
+                id: newID(), name: request.name ?? structured.name, email: request.email ?? structured.email,
                 phone: contactPhone ?? structured.phone?.e164, stageID: request.stageID, agentID: request.agentID,
                 metaData: MetadataMerge.merge([:], structured.metaData), customFields: [:])
             apply(job.fieldChanges, to: &customer.customFields)
@@ -125,7 +125,7 @@ enum UpsertPlanning {
             var externalUserID: String? = nil
             if case .externalUser(let id) = request.identity { externalUserID = id }
             contact = ContactStore.Contact(
-                id: newContactID, customerID: customer.id, platform: request.platform.rawValue, phone: contactPhone,
+                id: newID(), customerID: customer.id, platform: request.platform.rawValue, phone: contactPhone,
                 name: request.name, email: request.email, externalUserID: externalUserID, channelID: job.channel.id,
                 createdAt: nil)
             contactWrite = .insert

@@ -39,6 +39,19 @@ public enum PostgresUUID {
         }
     }
 
+    /// A random (version 4) UUID from the system's generator. Foundation's `UUID()` opens and
+    /// reads /dev/urandom on every call on Linux; this is two `getrandom` calls.
+    public static func random() -> UUID {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = (generator.next(), generator.next())
+        return withUnsafeMutableBytes(of: &bytes) { raw in
+            raw[6] = (raw[6] & 0x0F) | 0x40  // version 4
+            raw[8] = (raw[8] & 0x3F) | 0x80  // RFC 4122 variant
+            return UUID(uuid: (raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
+                               raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]))
+        }
+    }
+
     /// Parses the hyphenated form in either case (the only form PostgreSQL writes); nil for
     /// anything else.
     public static func parse(_ text: String) -> UUID? {

@@ -171,3 +171,28 @@ struct PhoneNumberBytePathTests {
         #expect(PhoneNumber.parseASCII("+56 9 6123 4567\u{00A0}") == nil)
     }
 }
+
+@Suite("ASCII fast paths")
+struct ASCIIFastPathTests {
+    @Test("e-mail: the byte checks and the scalar checks agree on 60,000 generated addresses")
+    func emails() {
+        let pieces = ["a", "Z", "9", ".", "..", "@", "-", "_", "+", " ", "\t", "\u{7F}", "\u{01}", "com", "cl", "x-y",
+                      "mail", "example", "ñ", String(repeating: "a", count: 64), String(repeating: "b", count: 70)]
+        var random = SplitMix(state: 3)
+        for _ in 0..<60_000 {
+            var text = ""
+            for _ in 0..<(1 + Int(random.next() % 9)) { text += pieces[Int(random.next() % UInt64(pieces.count))] }
+            guard let verdict = EmailAddress.asciiVerdict(text) else { continue }
+            let fast: String? = verdict == .valid ? nil : { if case .invalid(let p) = verdict { return p } else { return nil } }()
+            #expect(fast == EmailAddress.scalarProblem(text), "\(text.debugDescription)")
+        }
+    }
+
+    @Test("trimming: printable ASCII at both ends is returned as it is; anything else is trimmed as before")
+    func trimming() {
+        for text in ["abc", " abc", "abc ", "\tabc\n", "a b", "\u{00A0}x\u{2003}", "x\u{0301}", "\r\n", "", " "] {
+            let expected = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+            #expect(text.trimmingSpaces == expected, "\(text.debugDescription)")
+        }
+    }
+}

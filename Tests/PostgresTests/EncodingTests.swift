@@ -44,3 +44,19 @@ struct EncodingTests {
         #expect(empty == 0)
     }
 }
+
+@Suite("Random UUIDs")
+struct RandomUUIDTests {
+    @Test("version 4, RFC 4122 variant, and no repeats in 100,000")
+    func randomUUIDs() {
+        var seen = Set<UUID>()
+        for _ in 0..<100_000 {
+            let uuid = PostgresUUID.random()
+            let text = PostgresUUID.string(uuid)
+            #expect(Array(text.utf8)[14] == UInt8(ascii: "4"))
+            #expect("89ab".utf8.contains(Array(text.utf8)[19]))
+            seen.insert(uuid)
+        }
+        #expect(seen.count == 100_000)
+    }
+}

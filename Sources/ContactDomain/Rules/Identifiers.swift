@@ -39,6 +39,54 @@ public enum EmailAddress {
     /// Why `text` (already trimmed) is not a plausible address, or nil when it is:
     /// `local@domain.tld`, no spaces, at most 254 characters.
     public static func problem(_ text: String) -> String? {
+        switch asciiVerdict(text) {
+        case .valid?: return nil
+        case .invalid(let problem)?: return problem
+        case nil: return scalarProblem(text)
+        }
+    }
+
+    /// ``problem(_:)`` over the bytes of an ASCII address (the same checks in the same order);
+    /// nil for non-ASCII text. A test checks that both agree.
+    static func asciiVerdict(_ text: String) -> Verdict? {
+        var text = text
+        return text.withUTF8 { b -> Verdict? in
+            guard b.allSatisfy({ $0 < 0x80 }) else { return nil }
+            if b.count > maxLength { return .invalid("longer than 254 characters") }
+            if b.contains(where: { $0 <= 0x20 || $0 == 0x7F }) { return .invalid("contains spaces or control characters") }
+            let at = UInt8(ascii: "@"), dot = UInt8(ascii: "."), dash = UInt8(ascii: "-")
+            guard let split = b.firstIndex(of: at), b.lastIndex(of: at) == split else {
+                return .invalid("must contain exactly one @")
+            }
+            let local = b[..<split], domain = b[(split + 1)...]
+            guard !local.isEmpty, local.count <= 64 else { return .invalid("invalid local part") }
+            if local.first == dot || local.last == dot || zip(local, local.dropFirst()).contains(where: { $0 == dot && $1 == dot }) {
+                return .invalid("invalid local part")
+            }
+            let labels = domain.split(separator: dot, omittingEmptySubsequences: false)
+            guard labels.count >= 2 else { return .invalid("the domain needs a dot (local@domain.tld)") }
+            func isLetter(_ c: UInt8) -> Bool { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c | 0x20) }
+            for label in labels {
+                guard !label.isEmpty, label.count <= 63, label.first != dash, label.last != dash else {
+                    return .invalid("invalid domain")
+                }
+                guard label.allSatisfy({ isLetter($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == dash })
+                else { return .invalid("invalid domain") }
+            }
+            guard let tld = labels.last, tld.count >= 2, tld.allSatisfy(isLetter) else {
+                return .invalid("invalid top-level domain")
+            }
+            return .valid
+        }
+    }
+
+    enum Verdict: Equatable {
+        case valid
+        case invalid(String)
+    }
+
+    /// ``problem(_:)`` for any text, scalar by scalar.
+    static func scalarProblem(_ text: String) -> String? {
         if text.unicodeScalars.count > maxLength { return "longer than 254 characters" }
         if text.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) {
             return "contains spaces or control characters"
