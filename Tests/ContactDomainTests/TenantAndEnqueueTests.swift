@@ -159,7 +159,10 @@ struct AgreementTests {
     func phones() async throws {
         let spellings = PhoneNumberTests.valid.map(\.spelling) + PhoneNumberTests.invalid.map(\.0) + [
             "\t+56 9 6123 4567\u{00A0}", "(+56) 9 6123 4567", "+55 21 7123-4567", "+551161234567", "5491123456789@c.us",
-        ]
+            // E.164 spellings take crm.phone_key's fast path.
+            "+1234567", "+123456789012345", "+1234567890123456", "+0123456789", "+123456", "+5541961234567",
+            "+554161234567", "+5215512345678", "+5491123456789", "+56961234567 ", "+56 961234567",
+        ] + PhoneNumberTests.valid.compactMap { try? PhoneNumber.parse($0.spelling).get().e164 }
         let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
         try await TestDatabase.withScratch { db in
             let c = try await PostgresConnection.connect(db)
