@@ -21,3 +21,27 @@ actor Doorbell {
         await withCheckedContinuation { waiters.append($0) }
     }
 }
+
+/// Lets one slot of a worker claim at a time.
+///
+/// Two claims that overlap scan the same ready rows: PostgreSQL's recheck of a row the other
+/// claim just took locks that row until the second claim commits, and the first batch then
+/// waits for it before it can start. Claims are short (a few milliseconds for hundreds of
+/// jobs), so taking turns costs less than colliding.
+actor ClaimGate {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    /// Runs `body` when no other claim of this worker is running.
+    func withTurn<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+        if busy {
+            await withCheckedContinuation { waiters.append($0) }
+        } else {
+            busy = true
+        }
+        defer {
+            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+        }
+        return try await body()
+    }
+}

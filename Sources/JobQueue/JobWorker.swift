@@ -60,6 +60,7 @@ public final class JobWorker: Service, Sendable {
     let handlers: [String: any JobHandler]
     let logger: Logger
     let bell = Doorbell()
+    let claimGate = ClaimGate()
     private let stopping = Atomic<Bool>(false)
     /// The jobs this worker holds in memory right now: the only leases its heartbeat extends.
     /// A job whose claim result or failure record was lost with the connection is not here, so
@@ -156,10 +157,12 @@ public final class JobWorker: Service, Sendable {
             let seen = await bell.generation
             let jobs: [Job]
             do {
-                jobs = try await pool.withConnection { [configuration] connection in
-                    try QueueStore.claim(
-                        queues: configuration.queues, limit: configuration.batchSize, worker: configuration.workerID,
-                        lease: configuration.lease, on: connection)
+                jobs = try await claimGate.withTurn {
+                    try await self.pool.withConnection { [configuration] connection in
+                        try QueueStore.claim(
+                            queues: configuration.queues, limit: configuration.batchSize,
+                            worker: configuration.workerID, lease: configuration.lease, on: connection)
+                    }
                 }
                 failures = 0
             } catch {
