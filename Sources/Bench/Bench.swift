@@ -27,6 +27,9 @@ public struct BenchOptions: Sendable {
     public var claimRows = 0
     /// No-op jobs for the memory soak (0: skip). Example: 1,000,000.
     public var soakJobs = 0
+    /// Another organization's customers (each with a contact) in the CRM before the bench
+    /// starts. Default: 50,000.
+    public var backgroundCustomers = 50_000
     /// Run the pgbench floor. Default: true.
     public var floor = true
     /// This executable, to start worker processes for the scaling table.
@@ -42,6 +45,7 @@ public struct BenchReport: Sendable {
     public var jobs = 0
     public var concurrency = 0
     public var batchSize = 0
+    public var backgroundCustomers = 0
     public var enqueueJobsPerSecond = 0.0
     public var drainJobsPerSecond = 0.0
     public var drainSucceeded = 0
@@ -82,6 +86,7 @@ public struct BenchReport: Sendable {
         var object: [String: JSONValue] = [
             "jobs": .number(JSONNumber(jobs)), "concurrency": .number(JSONNumber(concurrency)),
             "batch_size": .number(JSONNumber(batchSize)),
+            "background_customers": .number(JSONNumber(backgroundCustomers)),
             "enqueue_jobs_per_second": number(enqueueJobsPerSecond),
             "drain_jobs_per_second": number(drainJobsPerSecond),
             "drain_succeeded": .number(JSONNumber(drainSucceeded)), "drain_failed": .number(JSONNumber(drainFailed)),
@@ -104,7 +109,8 @@ public struct BenchReport: Sendable {
         func f(_ value: Double?) -> String { value.map { String(format: "%.0f", $0) } ?? "-" }
         func ms(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "-" }
         var lines = [
-            "bench: \(jobs) jobs, concurrency \(concurrency), batch size \(batchSize)",
+            "bench: \(jobs) jobs, concurrency \(concurrency), batch size \(batchSize), "
+                + "\(backgroundCustomers) other customers in the CRM",
             "",
             "measure                                   value",
             "enqueue (COPY), jobs/s                    \(f(enqueueJobsPerSecond))",
@@ -162,20 +168,23 @@ public enum Bench {
         report.jobs = options.jobs
         report.concurrency = options.concurrency
         report.batchSize = options.batchSize
+        report.backgroundCustomers = options.backgroundCustomers
         let workload = Workload()
         let c = try await PostgresConnection.connect(database, logger: logger)
         try await c.run { c in
             _ = try await Schema.migrate(c, logger: logger)
             try c.executeScript(Floor.functionSQL)
             try workload.load(on: c)
+            try workload.loadBackground(customers: options.backgroundCustomers, on: c)
         }
         let payloads = workload.payloads(options.jobs)
 
+        try await settle(c)
         progress("enqueue: COPY \(options.jobs) jobs")
         report.enqueueJobsPerSecond = try await timedRate(options.jobs) {
             try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", on: c)
         }
-        try await c.run { c in try c.executeScript("VACUUM ANALYZE queue.jobs") }
+        try await settle(c)
 
         progress("drain: \(options.jobs) contact.upsert jobs")
         report.drainJobsPerSecond = try await timedRate(options.jobs) {
@@ -192,16 +201,16 @@ public enum Bench {
 
         if options.floor, let pgbench = findPgbench() {
             progress("floor: the same jobs in plain SQL through pgbench, one job per transaction")
-            try await resetCRM(c)
+            try await resetCRM(c, workload)
             try await enqueue(payloads, queue: "floor", kind: "contact.upsert", on: c)
-            try await c.run { c in try c.executeScript("VACUUM ANALYZE queue.jobs") }
+            try await settle(c)
             report.floorJobsPerSecond = try runPgbench(
                 pgbench, database: database, clients: options.concurrency, jobs: options.jobs)
         }
 
         progress("no-op: \(options.jobs) queue.noop jobs")
         try await enqueue(Array(repeating: [:], count: options.jobs), queue: "noop", kind: "queue.noop", on: c)
-        try await c.run { c in try c.executeScript("VACUUM ANALYZE queue.jobs") }
+        try await settle(c)
         report.noopJobsPerSecond = try await timedRate(options.jobs) {
             try await drain(["noop"], database, options, handlers, logger)
         }
@@ -213,10 +222,10 @@ public enum Bench {
         for processes in options.processes {
             guard let executable = options.executable else { break }
             progress("scaling: \(processes) worker process(es)")
-            try await resetCRM(c)
+            try await resetCRM(c, workload)
             try await c.run { c in try c.execute("DELETE FROM queue.jobs WHERE queue = 'contacts'") }
             try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", on: c)
-            try await c.run { c in try c.executeScript("VACUUM ANALYZE queue.jobs") }
+            try await settle(c)
             let rate = try await timedRate(options.jobs) {
                 try await runProcesses(processes, executable: executable, database: database, options: options)
             }
@@ -236,6 +245,17 @@ public enum Bench {
         report.peakRSSMiB = peakRSSMiB()
         await c.close()
         return report
+    }
+
+    /// Before a timed phase: the queue table vacuumed and analyzed, and a checkpoint, so that
+    /// no phase pays for the writes of the one before it (a checkpoint in the middle of the
+    /// one-job-per-transaction floor halved it). The checkpoint needs superuser or
+    /// pg_checkpoint; without either it is skipped.
+    static func settle(_ c: PostgresConnection) async throws {
+        try await c.run { c in
+            try c.executeScript("VACUUM ANALYZE queue.jobs")
+            try? c.executeScript("CHECKPOINT")
+        }
     }
 
     static func timedRate(_ count: Int, _ body: () async throws -> Void) async throws -> Double {
@@ -277,13 +297,14 @@ public enum Bench {
         try await worker.run()
     }
 
-    /// Empties the contact tables between measurements. They are never analyzed while empty:
-    /// statistics that say "no rows" would make PostgreSQL cache sequential-scan plans that
-    /// stay in use while the tables grow (as in production, autovacuum analyzes them once
-    /// they hold data).
-    static func resetCRM(_ c: PostgresConnection) async throws {
+    /// Removes what the bench organization wrote, between measurements; the background
+    /// organization's rows stay, and the tables are vacuumed and analyzed as autovacuum would.
+    static func resetCRM(_ c: PostgresConnection, _ workload: Workload) async throws {
         try await c.run { c in
-            try c.executeScript("TRUNCATE crm.customer_identifiers, crm.contacts, crm.customers")
+            for table in ["crm.customer_identifiers", "crm.contacts", "crm.customers"] {
+                try c.execute("DELETE FROM \(table) WHERE client_id = $1", [workload.client])
+            }
+            try c.executeScript("VACUUM ANALYZE crm.customer_identifiers, crm.contacts, crm.customers")
         }
     }
 

@@ -53,6 +53,33 @@ struct Workload {
             """, [client])
     }
 
+    /// Another organization's customers and contacts, already in the CRM and analyzed, as in
+    /// any CRM that has been running a while: the bench's own jobs then meet tables of a
+    /// realistic size with real statistics, not empty tables whose plans change as they fill.
+    func loadBackground(customers: Int, on c: isolated PostgresConnection) throws {
+        let client = UUID(), channel = UUID()
+        try c.execute("INSERT INTO crm.clients (id, name) VALUES ($1, 'Background Org')", [client])
+        try c.execute(
+            "INSERT INTO crm.channels (id, client_id, platform, phone_number) VALUES ($1, $2, 'whatsapp', '+56223459999')",
+            [channel, client])
+        try c.execute(
+            """
+            WITH people AS (
+                SELECT g, gen_random_uuid() AS customer, gen_random_uuid() AS contact,
+                       '+5698' || lpad(g::text, 7, '0') AS phone
+                FROM generate_series(1, $3::int) AS g
+            ), customers AS (
+                INSERT INTO crm.customers (id, client_id, name, email, phone, meta_data)
+                SELECT customer, $1, 'Person ' || g, 'person' || g || '@example.org', phone,
+                       jsonb_build_object('source', 'import', 'n', g)
+                FROM people
+            )
+            INSERT INTO crm.contacts (id, client_id, customer_id, channel_id, platform, phone, name)
+            SELECT contact, $1, customer, $2, 'whatsapp', phone, 'Person ' || g FROM people
+            """, [client, channel, customers])
+        try c.executeScript("ANALYZE crm.customers; ANALYZE crm.contacts; ANALYZE crm.customer_identifiers")
+    }
+
     /// `count` payloads; about 60 % of identities are new and 40 % repeat an earlier one.
     func payloads(_ count: Int, seed: UInt64 = 42) -> [JSONValue] {
         var random = SeededGenerator(state: seed)

@@ -393,6 +393,8 @@ public final class JobWorker: Service, Sendable {
     private func log(
         _ job: Job, _ outcome: QueueStore.Outcome, duration: Duration, batchDuration: Duration, logger: Logger
     ) {
+        // Every line below is at info: build nothing when it would be dropped.
+        guard logger.logLevel <= .info else { return }
         var metadata: Logger.Metadata = [
             "job.id": "\(job.id)", "job.kind": "\(job.kind)", "job.attempt": "\(job.attempt)",
             "job.duration_ms": "\(Double(duration.microseconds / 10) / 100)",

@@ -426,6 +426,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("soak"), help: "No-op jobs for the memory soak (0: skip).")
     var soakJobs: Int = 0
 
+    @Option(
+        name: .customLong("background-customers"),
+        help: "Another organization's customers already in the CRM, so tables have a realistic size.")
+    var backgroundCustomers: Int = 50_000
+
     @Flag(name: .customLong("no-floor"), help: "Skip the pgbench floor.")
     var noFloor = false
 
@@ -456,6 +461,7 @@ struct BenchCommand: AsyncParsableCommand {
         options.processConcurrency = processConcurrency
         options.claimRows = claimRows
         options.soakJobs = soakJobs
+        options.backgroundCustomers = backgroundCustomers
         options.floor = !noFloor
         options.keepDatabase = keepDatabase
         options.executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
