@@ -45,7 +45,7 @@ public enum QueueStore {
                     attempts = j.attempts + 1,
                     locked_by = $3,
                     locked_until = now() + $4 * interval '1 millisecond',
-                    started_at = now()
+                    started_at = clock_timestamp()
                 FROM candidates c
                 WHERE j.id = c.id
                 RETURNING j.id, j.queue, j.kind, j.payload, j.client_id, j.attempts, j.max_attempts,
