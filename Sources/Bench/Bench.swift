@@ -30,6 +30,12 @@ public struct BenchOptions: Sendable {
     /// Another organization's customers (each with a contact) in the CRM before the bench
     /// starts. Default: 50,000.
     public var backgroundCustomers = 50_000
+    /// How many times enqueue and the contact drain are measured (the median is reported,
+    /// with every round). Default: 3.
+    public var rounds = 3
+    /// pgbench clients for the floor (its best on a small machine, whatever the worker's
+    /// concurrency). Default: 4.
+    public var floorClients = 4
     /// Run the pgbench floor. Default: true.
     public var floor = true
     /// This executable, to start worker processes for the scaling table.
@@ -46,8 +52,12 @@ public struct BenchReport: Sendable {
     public var concurrency = 0
     public var batchSize = 0
     public var backgroundCustomers = 0
+    public var floorClients = 0
     public var enqueueJobsPerSecond = 0.0
     public var drainJobsPerSecond = 0.0
+    /// Every round's figure, in order; the two above are their medians.
+    public var enqueueRounds: [Double] = []
+    public var drainRounds: [Double] = []
     public var drainSucceeded = 0
     public var drainFailed = 0
     public var floorJobsPerSecond: Double?
@@ -91,6 +101,7 @@ public struct BenchReport: Sendable {
             "drain_jobs_per_second": number(drainJobsPerSecond),
             "drain_succeeded": .number(JSONNumber(drainSucceeded)), "drain_failed": .number(JSONNumber(drainFailed)),
             "floor_jobs_per_second": number(floorJobsPerSecond),
+            "floor_clients": .number(JSONNumber(floorClients)),
             "drain_vs_floor": number(floorJobsPerSecond.map { drainJobsPerSecond / $0 }),
             "noop_jobs_per_second": number(noopJobsPerSecond),
             "start_latency_ms": startLatencyMs?.json ?? .null,
@@ -99,9 +110,15 @@ public struct BenchReport: Sendable {
             "finished_rows": .number(JSONNumber(finishedRows)),
             "peak_rss_mib": number(peakRSSMiB),
         ]
+        object["enqueue_rounds"] = .array(enqueueRounds.map { number($0) })
+        object["drain_rounds"] = .array(drainRounds.map { number($0) })
         object["scaling"] = .array(scaling.map { ["processes": .number(JSONNumber($0.processes)), "jobs_per_second": number($0.jobsPerSecond)] })
         object["soak_rss_mib"] = .array(soakRSSMiB.map { number($0) })
         return .object(object)
+    }
+
+    func roundsNote(_ rounds: [Double]) -> String {
+        rounds.count > 1 ? "   (median of " + rounds.map { String(format: "%.0f", $0) }.joined(separator: ", ") + ")" : ""
     }
 
     /// The report as a table for people.
@@ -113,9 +130,9 @@ public struct BenchReport: Sendable {
                 + "\(backgroundCustomers) other customers in the CRM",
             "",
             "measure                                   value",
-            "enqueue (COPY), jobs/s                    \(f(enqueueJobsPerSecond))",
-            "drain, contact.upsert, jobs/s             \(f(drainJobsPerSecond))   (\(drainSucceeded) succeeded, \(drainFailed) failed)",
-            "floor, plain SQL 1 job/tx (pgbench), /s   \(f(floorJobsPerSecond))",
+            "enqueue (COPY), jobs/s                    \(f(enqueueJobsPerSecond))\(roundsNote(enqueueRounds))",
+            "drain, contact.upsert, jobs/s             \(f(drainJobsPerSecond))\(roundsNote(drainRounds))   (\(drainSucceeded) succeeded, \(drainFailed) failed)",
+            "floor, plain SQL 1 job/tx (pgbench), /s   \(f(floorJobsPerSecond))   (\(floorClients) clients)",
             "drain / floor                             \(floorJobsPerSecond.map { String(format: "%.2fx", drainJobsPerSecond / $0) } ?? "-")",
             "drain, queue.noop, jobs/s                 \(f(noopJobsPerSecond))",
             "idle enqueue-to-start ms p50/p99/max      \(ms(startLatencyMs?.p50)) / \(ms(startLatencyMs?.p99)) / \(ms(startLatencyMs?.max))",
@@ -169,6 +186,7 @@ public enum Bench {
         report.concurrency = options.concurrency
         report.batchSize = options.batchSize
         report.backgroundCustomers = options.backgroundCustomers
+        report.floorClients = options.floorClients
         let workload = Workload()
         let c = try await PostgresConnection.connect(database, logger: logger)
         try await c.run { c in
@@ -179,17 +197,24 @@ public enum Bench {
         }
         let payloads = workload.payloads(options.jobs)
 
-        try await settle(c)
-        progress("enqueue: COPY \(options.jobs) jobs")
-        report.enqueueJobsPerSecond = try await timedRate(options.jobs) {
-            try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", on: c)
+        for round in 1...max(1, options.rounds) {
+            if round > 1 {
+                try await resetCRM(c, workload)
+                try await c.run { c in try c.execute("DELETE FROM queue.jobs WHERE queue = 'contacts'") }
+            }
+            try await settle(c)
+            progress("enqueue: COPY \(options.jobs) jobs (round \(round))")
+            report.enqueueRounds.append(try await timedRate(options.jobs) {
+                try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", on: c)
+            })
+            try await settle(c)
+            progress("drain: \(options.jobs) contact.upsert jobs (round \(round))")
+            report.drainRounds.append(try await timedRate(options.jobs) {
+                try await drain(["contacts"], database, options, handlers, logger)
+            })
         }
-        try await settle(c)
-
-        progress("drain: \(options.jobs) contact.upsert jobs")
-        report.drainJobsPerSecond = try await timedRate(options.jobs) {
-            try await drain(["contacts"], database, options, handlers, logger)
-        }
+        report.enqueueJobsPerSecond = median(report.enqueueRounds)
+        report.drainJobsPerSecond = median(report.drainRounds)
         (report.drainSucceeded, report.drainFailed) = try await c.run { c in
             let row = try c.query(
                 """
@@ -205,7 +230,7 @@ public enum Bench {
             try await enqueue(payloads, queue: "floor", kind: "contact.upsert", on: c)
             try await settle(c)
             report.floorJobsPerSecond = try runPgbench(
-                pgbench, database: database, clients: options.concurrency, jobs: options.jobs)
+                pgbench, database: database, clients: options.floorClients, jobs: options.jobs)
         }
 
         progress("no-op: \(options.jobs) queue.noop jobs")
@@ -256,6 +281,12 @@ public enum Bench {
             try c.executeScript("VACUUM ANALYZE queue.jobs")
             try? c.executeScript("CHECKPOINT")
         }
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
     static func timedRate(_ count: Int, _ body: () async throws -> Void) async throws -> Double {

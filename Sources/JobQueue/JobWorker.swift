@@ -15,8 +15,8 @@ public struct WorkerConfiguration: Sendable {
     public var queues: [String] = ["contacts"]
     /// Batches in flight at once, each on its own connection. Default: 4.
     public var concurrency: Int = 4
-    /// The most jobs claimed and run in one transaction (a savepoint each). Default: 10.
-    public var batchSize: Int = 10
+    /// The most jobs claimed and run in one transaction. Default: 50.
+    public var batchSize: Int = 50
     /// How long a claimed job stays leased without a heartbeat. Default: 60 s.
     public var lease: Duration = .seconds(60)
     /// The fallback poll for lost notifications and scheduled retries. Default: 1 s.

@@ -99,7 +99,7 @@ struct RunCommand: AsyncParsableCommand {
     var concurrency: Int = 4
 
     @Option(name: .customLong("batch-size"), help: "Jobs claimed and run per transaction.")
-    var batchSize: Int = 10
+    var batchSize: Int = 50
 
     @Option(help: "Seconds a claimed job stays locked without a heartbeat.")
     var lease: Double = 60
@@ -405,7 +405,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Jobs per throughput measurement.")
     var jobs: Int = 20_000
 
-    @Option(help: "Worker batches in flight (and pgbench clients for the floor).")
+    @Option(help: "Worker batches in flight.")
     var concurrency: Int = 4
 
     @Option(name: .customLong("batch-size"), help: "Jobs per worker transaction.")
@@ -430,6 +430,12 @@ struct BenchCommand: AsyncParsableCommand {
         name: .customLong("background-customers"),
         help: "Another organization's customers already in the CRM, so tables have a realistic size.")
     var backgroundCustomers: Int = 50_000
+
+    @Option(help: "Times enqueue and the contact drain are measured; the median is reported, with every round.")
+    var rounds: Int = 3
+
+    @Option(name: .customLong("floor-clients"), help: "pgbench clients for the plain-SQL floor.")
+    var floorClients: Int = 4
 
     @Flag(name: .customLong("no-floor"), help: "Skip the pgbench floor.")
     var noFloor = false
@@ -462,6 +468,8 @@ struct BenchCommand: AsyncParsableCommand {
         options.claimRows = claimRows
         options.soakJobs = soakJobs
         options.backgroundCustomers = backgroundCustomers
+        options.rounds = rounds
+        options.floorClients = floorClients
         options.floor = !noFloor
         options.keepDatabase = keepDatabase
         options.executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
