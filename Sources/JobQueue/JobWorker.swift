@@ -45,9 +45,11 @@ public struct WorkerConfiguration: Sendable {
 
 /// Claims and runs jobs until shut down (or, with `drain`, until no work is left).
 ///
-/// `concurrency` slots each claim a batch with `FOR UPDATE SKIP LOCKED`, run it in one
-/// transaction (a savepoint per job, so one job's failure never touches another) and record
-/// every outcome with one fenced statement in that same transaction. Idle slots sleep until
+/// `concurrency` slots each claim a batch with `FOR UPDATE SKIP LOCKED` (one slot at a time,
+/// see ``ClaimGate``), run it in one transaction and record every outcome with one fenced
+/// statement in that same transaction. Jobs of a set-based handler run together in one
+/// savepoint, the others each in their own (or none, for handlers that fail before writing),
+/// so one job's failure never touches another. Idle slots sleep until
 /// a `NOTIFY` on `queue_jobs`, the fallback poll, or shutdown. A housekeeping task extends the
 /// leases this worker holds and rescues jobs whose worker died.
 ///
