@@ -4,7 +4,6 @@ import FoundationEssentials
 import Foundation
 #endif
 import JSON
-import Postgres
 
 /// The three platforms a contact can come from.
 public enum Platform: String, Sendable, Hashable, CaseIterable {
@@ -133,7 +132,7 @@ public struct ContactRequest: Sendable, Hashable {
                     let trimmed = text.trimmingSpaces
                     if trimmed.isEmpty {
                         errors.missingFields.append("channel_phone_number")
-                    } else if SeedUUID.matches(trimmed), let id = PostgresUUID.parse(trimmed) {
+                    } else if let id = SeedUUID.uuid(trimmed) {
                         channel = .id(id)
                     } else {
                         switch PhoneNumber.parse(trimmed) {
@@ -165,7 +164,7 @@ public struct ContactRequest: Sendable, Hashable {
                 case .present(let text):
                     if text.trimmingSpaces.isEmpty {
                         errors.missingFields.append("channel_id")
-                    } else if SeedUUID.matches(text), let id = PostgresUUID.parse(text) {
+                    } else if let id = SeedUUID.uuid(text) {
                         channel = .id(id)
                     } else {
                         errors.invalidFields.append(.init("channel_id", "must be a UUID"))
@@ -193,7 +192,7 @@ public struct ContactRequest: Sendable, Hashable {
         var agentID: UUID?
         for (field, target) in [("stageId", 0), ("agentId", 1)] {
             guard case .present(let text) = fields.string(field, &errors) else { continue }
-            guard SeedUUID.matches(text), let id = PostgresUUID.parse(text) else {
+            guard let id = SeedUUID.uuid(text) else {
                 errors.invalidFields.append(.init(field, "must be a UUID"))
                 continue
             }

@@ -1,4 +1,5 @@
 @testable import ContactDomain
+import Foundation
 import Testing
 
 @Suite("Phone numbers")
@@ -185,6 +186,22 @@ struct ASCIIFastPathTests {
             guard let verdict = EmailAddress.asciiVerdict(text) else { continue }
             let fast: String? = verdict == .valid ? nil : { if case .invalid(let p) = verdict { return p } else { return nil } }()
             #expect(fast == EmailAddress.scalarProblem(text), "\(text.debugDescription)")
+        }
+    }
+
+    @Test("SeedUUID.uuid reads exactly what Foundation reads, for every text the seed's pattern accepts")
+    func seedUUIDs() {
+        var texts = ["00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"]
+        for _ in 0..<2000 {
+            let uuid = UUID()
+            texts.append(uuid.uuidString)
+            texts.append(uuid.uuidString.lowercased())
+        }
+        for text in texts {
+            #expect(SeedUUID.uuid(text) == UUID(uuidString: text), "\(text)")
+        }
+        for bad in ["00000000-0000-0000-0000-000000000001", "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", "not-a-uuid", ""] {
+            #expect(SeedUUID.uuid(bad) == nil, "\(bad)")
         }
     }
 

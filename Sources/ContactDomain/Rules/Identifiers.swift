@@ -1,3 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
 /// The UUID pattern of the seed API reference, exactly:
 /// `^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$`
 ///
@@ -24,6 +30,22 @@ public enum SeedUUID {
             }
         }
         return true
+    }
+
+    /// The UUID `text` names when it matches the seed's pattern, else nil.
+    public static func uuid(_ text: String) -> UUID? {
+        guard matches(text) else { return nil }
+        var value = (UInt64(0), UInt64(0))
+        var nibbles = 0
+        for byte in text.utf8 where byte != UInt8(ascii: "-") {
+            let digit = UInt64(byte <= 0x39 ? byte - 0x30 : (byte | 0x20) - 0x61 + 10)
+            if nibbles < 16 { value.0 = value.0 << 4 | digit } else { value.1 = value.1 << 4 | digit }
+            nibbles += 1
+        }
+        let (high, low) = (value.0.bigEndian, value.1.bigEndian)
+        return withUnsafeBytes(of: (high, low)) { b in
+            UUID(uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
+        }
     }
 
     static func isHex(_ byte: UInt8) -> Bool {
