@@ -216,6 +216,14 @@ struct JSONParser {
             guard index < bytes.count else { throw fail(.syntax, "unterminated string") }
             let c = bytes[index]
             if c == UInt8(ascii: "\"") {
+                if out.isEmpty {
+                    // No escape met: the string is the bytes as they are, validated once.
+                    guard let string = String(validating: bytes[runStart..<index], as: UTF8.self) else {
+                        throw fail(.invalidUTF8, "string is not valid UTF-8")
+                    }
+                    index += 1
+                    return string
+                }
                 out.append(contentsOf: bytes[runStart..<index])
                 index += 1
                 break
