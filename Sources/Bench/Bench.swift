@@ -198,10 +198,7 @@ public enum Bench {
         let payloads = workload.payloads(options.jobs)
 
         for round in 1...max(1, options.rounds) {
-            if round > 1 {
-                try await resetCRM(c, workload)
-                try await c.run { c in try c.execute("DELETE FROM queue.jobs WHERE queue = 'contacts'") }
-            }
+            if round > 1 { try await resetContacts(c, workload) }
             try await settle(c)
             progress("enqueue: COPY \(options.jobs) jobs (round \(round))")
             report.enqueueRounds.append(try await timedRate(options.jobs) {
@@ -247,8 +244,7 @@ public enum Bench {
         for processes in options.processes {
             guard let executable = options.executable else { break }
             progress("scaling: \(processes) worker process(es)")
-            try await resetCRM(c, workload)
-            try await c.run { c in try c.execute("DELETE FROM queue.jobs WHERE queue = 'contacts'") }
+            try await resetContacts(c, workload)
             try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", on: c)
             try await settle(c)
             let rate = try await timedRate(options.jobs) {
@@ -298,12 +294,8 @@ public enum Bench {
     }
 
     static func enqueue(_ payloads: [JSONValue], queue: String, kind: String, on c: PostgresConnection) async throws {
-        // As `upsert-worker enqueue` does: contact jobs carry their default ordering key.
-        let jobs = payloads.map {
-            NewJob(
-                queue: queue, kind: kind, payload: $0,
-                orderingKey: kind == "contact.upsert" ? ContactRequest.orderingKey($0) : nil)
-        }
+        // As `upsert-worker enqueue` does.
+        let jobs = payloads.map { NewJob.withDefaultOrderingKey(queue: queue, kind: kind, payload: $0) }
         try await c.run { c in
             try await c.withTransaction { c in _ = try JobProducer.enqueueMany(jobs, on: c) }
         }
@@ -337,6 +329,12 @@ public enum Bench {
             }
             try c.executeScript("VACUUM ANALYZE crm.customer_identifiers, crm.contacts, crm.customers")
         }
+    }
+
+    /// ``resetCRM(_:_:)``, and the `contacts` queue emptied, before the same jobs run again.
+    static func resetContacts(_ c: PostgresConnection, _ workload: Workload) async throws {
+        try await resetCRM(c, workload)
+        try await c.run { c in try c.execute("DELETE FROM queue.jobs WHERE queue = 'contacts'") }
     }
 
     static func findPgbench() -> String? {

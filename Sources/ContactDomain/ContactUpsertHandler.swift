@@ -20,8 +20,6 @@ import Postgres
 /// by one in savepoints, and a job that lost is re-run at once and finds the winner's rows.
 public struct ContactUpsertHandler: JobHandler {
     public let kind = "contact.upsert"
-    /// Every ``ContactError`` is thrown before the job's write statement.
-    public let failsBeforeWriting = true
     /// Batches run set-based.
     public let handlesBatches = true
     let structurer: any MetadataStructurer
@@ -50,7 +48,9 @@ public struct ContactUpsertHandler: JobHandler {
         -> [Result<JSONValue, any Error>]
     {
         var results = [Result<JSONValue, any Error>?](repeating: nil, count: jobs.count)
-        var pending: [(index: Int, job: PreparedUpsert, keys: [String])] = []
+        // A prepared job, its place in the batch and its dependency keys.
+        typealias Pending = (index: Int, job: PreparedUpsert, keys: [String])
+        var pending: [Pending] = []
         pending.reserveCapacity(jobs.count)
         for (index, job) in jobs.enumerated() {
             do {
@@ -68,7 +68,7 @@ public struct ContactUpsertHandler: JobHandler {
             // Two jobs of a round that meet at one customer (two identities of one person):
             // the later one waits for the next round, to see the earlier one's write.
             var touched = Set<UUID>()
-            var deferred: [(index: Int, job: PreparedUpsert, keys: [String])] = []
+            var deferred: [Pending] = []
             var plans: [(index: Int, plan: ContactStore.WritePlan)] = []
             for (item, lookup) in zip(round, found) {
                 let customers = lookup.customerIDs
@@ -187,5 +187,18 @@ public struct ContactUpsertHandler: JobHandler {
     /// identifiers depends on the client, and the unique index settles their races.)
     public func lockKeys(for job: Job) -> [String] {
         ContactRequest.identityLockKey(job.payload).map { [$0] } ?? []
+    }
+}
+
+extension NewJob {
+    /// A new job; one of kind `contact.upsert` carries its default ordering key, the one the
+    /// insert trigger would compute (``ContactRequest/orderingKey(_:)``), so that a bulk COPY
+    /// leaves the trigger nothing to do per row.
+    public static func withDefaultOrderingKey(
+        queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil
+    ) -> NewJob {
+        NewJob(
+            queue: queue, kind: kind, payload: payload, clientID: clientID,
+            orderingKey: kind == "contact.upsert" ? ContactRequest.orderingKey(payload) : nil)
     }
 }

@@ -208,8 +208,12 @@ public final class JobWorker: Service, Sendable {
         let started = ContinuousClock.now
         let configuration = self.configuration
         let handlers = self.handlers
-        // Without savepoints when every handler allows it; after a database error, again with them.
-        let fast = jobs.allSatisfy { handlers[$0.kind]?.failsBeforeWriting ?? true }
+        // The jobs run one by one go without savepoints when every handler allows it; after a
+        // database error, again with them. (Set-based jobs have a savepoint of their own.)
+        let fast = jobs.allSatisfy { job in
+            guard let handler = handlers[job.kind] else { return true }
+            return handler.handlesBatches || handler.failsBeforeWriting
+        }
         do {
             var result: BatchResult
             do {

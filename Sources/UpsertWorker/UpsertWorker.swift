@@ -243,12 +243,8 @@ struct EnqueueCommand: AsyncParsableCommand {
                 var start = 0
                 while start < payloads.count {
                     let end = min(start + chunk, payloads.count)
-                    // contact.upsert jobs carry their default ordering key (equal to the
-                    // trigger's, tested), so the insert has nothing to compute per row.
                     let jobs = payloads[start..<end].map {
-                        NewJob(
-                            queue: queue, kind: kind, payload: $0.payload, clientID: clientID,
-                            orderingKey: kind == "contact.upsert" ? ContactRequest.orderingKey($0.payload) : nil)
+                        NewJob.withDefaultOrderingKey(queue: queue, kind: kind, payload: $0.payload, clientID: clientID)
                     }
                     total += try JobProducer.enqueueMany(jobs, on: connection)
                     progress.update(end)

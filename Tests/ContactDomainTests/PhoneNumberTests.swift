@@ -159,7 +159,7 @@ struct PhoneNumberBytePathTests {
             "\u{1C}", "\u{1F}", "-", ".", "/", "(", ")", "@", ":", "s.whatsapp.net", "S.WhatsApp.NET", "c.us", "C.US",
             "whatsapp:", "WhatsApp:", "g.us", "lid", "CL", "x", "#", "*", "1234567", "96123456",
         ]
-        var random = SplitMix(state: 11)
+        var random = PropertyTests.Generator(state: 11)
         var differences: [String] = []
         for _ in 0..<60_000 {
             var spelling = ""
@@ -179,7 +179,7 @@ struct ASCIIFastPathTests {
     func emails() {
         let pieces = ["a", "Z", "9", ".", "..", "@", "-", "_", "+", " ", "\t", "\u{7F}", "\u{01}", "com", "cl", "x-y",
                       "mail", "example", "ñ", String(repeating: "a", count: 64), String(repeating: "b", count: 70)]
-        var random = SplitMix(state: 3)
+        var random = PropertyTests.Generator(state: 3)
         for _ in 0..<60_000 {
             var text = ""
             for _ in 0..<(1 + Int(random.next() % 9)) { text += pieces[Int(random.next() % UInt64(pieces.count))] }

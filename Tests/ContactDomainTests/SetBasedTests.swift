@@ -13,7 +13,7 @@ struct SetBasedTests {
     /// channels, webchat visitors linked by an identifier, identifier conflicts, repeated
     /// identities with changing names, e-mails, stages, metadata and field values, bad jobs.
     static func scenario(_ org: Org) -> [JSONValue] {
-        var random = SplitMix(state: 7)
+        var random = PropertyTests.Generator(state: 7)
         let phones = ["+56 9 1111 0001", "+56911110002", "+56911110003", "5491122223333", "+5411122223333"]
         let visitors = ["v-1", "v-2", "v-3"]
         let ruts = ["11.111.111-1", "22.222.222-2", "33.333.333-3"]
@@ -135,17 +135,5 @@ struct SetBasedTests {
         let (second, last) = UpsertPlanning.nextRound(rest) { $0.1 }
         #expect(second.map(\.0) == ["c", "d"])
         #expect(last.map(\.0) == ["f"])
-    }
-}
-
-/// A deterministic generator for the scenario.
-struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

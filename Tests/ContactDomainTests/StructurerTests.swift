@@ -74,7 +74,7 @@ struct SnakeCaseFastPathTests {
     @Test("keys taken as already snake_case are exactly those snakeCase leaves unchanged")
     func fastPathAgrees() {
         let alphabet = Array("ab_z09_A-. é")
-        var random = SplitMix(state: 5)
+        var random = PropertyTests.Generator(state: 5)
         for _ in 0..<20_000 {
             let key = String((0..<(Int(random.next() % 7))).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] })
             if RuleBasedStructurer.isSnakeCase(key) {
