@@ -72,7 +72,9 @@ let package = Package(
             ]
         ),
         // Helpers for the tests: scratch databases cloned from a migrated template.
-        .target(name: "TestSupport", dependencies: ["Postgres", "Migrations", "JSON"]),
+        .target(
+            name: "TestSupport",
+            dependencies: ["Postgres", "Migrations", "JSON", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Migrations", "JSON", "TestSupport"]),
         .testTarget(
             name: "JobQueueTests",

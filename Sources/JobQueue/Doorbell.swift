@@ -27,21 +27,23 @@ actor Doorbell {
 /// Two claims that overlap scan the same ready rows: PostgreSQL's recheck of a row the other
 /// claim just took locks that row until the second claim commits, and the first batch then
 /// waits for it before it can start. Claims are short (a few milliseconds for hundreds of
-/// jobs), so taking turns costs less than colliding.
+/// jobs), so taking turns costs less than colliding. A slot takes its turn once it holds a
+/// connection, so a turn never waits for the pool.
 actor ClaimGate {
     private var busy = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
-    /// Runs `body` when no other claim of this worker is running.
-    func withTurn<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+    /// Returns when no other claim of this worker is running; pair with ``leave()``.
+    func enter() async {
         if busy {
             await withCheckedContinuation { waiters.append($0) }
         } else {
             busy = true
         }
-        defer {
-            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
-        }
-        return try await body()
+    }
+
+    /// Ends the turn taken with ``enter()``.
+    func leave() {
+        if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
     }
 }

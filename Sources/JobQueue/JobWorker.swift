@@ -32,8 +32,27 @@ public struct WorkerConfiguration: Sendable {
     public var immediateRetries: Int = 3
     /// This worker's identity in `locked_by`. Default: host, process id and a random suffix.
     public var workerID: String = WorkerConfiguration.defaultWorkerID()
+    /// The server's `statement_timeout` for the worker's sessions. Default (nil): the lease;
+    /// `.zero` leaves the server's own.
+    public var statementTimeout: Duration? = nil
+    /// After how long without one successful round trip with PostgreSQL the worker logs a
+    /// warning (and again every 5 s while it lasts). Default: 10 s.
+    public var stallWarning: Duration = .seconds(10)
 
     public init() {}
+
+    /// The bounds every session of the worker runs under, derived from the lease: a peer that
+    /// stops answering is given up after half the lease (at least 2 s), on both ends; a
+    /// statement may run, and a transaction stay idle, for at most a lease. So a worker host
+    /// that vanishes holds its batch's row locks for about a lease, not for hours, and a call
+    /// that can never complete fails instead of blocking its slot forever.
+    public var liveness: PostgresLiveness {
+        let statement = statementTimeout ?? lease
+        return PostgresLiveness(
+            deadPeerTimeout: max(.seconds(2), lease / 2),
+            statementTimeout: statement == .zero ? nil : statement,
+            idleInTransactionTimeout: lease)
+    }
 
     /// `host:pid:random`, unique per process.
     public static func defaultWorkerID() -> String {
@@ -69,6 +88,7 @@ public final class JobWorker: Service, Sendable {
     /// its lease runs out and any worker rescues it.
     private let held = Mutex<Set<Int64>>([])
     private let listenerBox = Mutex<PostgresConnection?>(nil)
+    let health = WorkerHealth()
 
     /// A worker over `database`, with one pooled connection per slot plus one for
     /// housekeeping, and a dedicated one for LISTEN.
@@ -78,7 +98,8 @@ public final class JobWorker: Service, Sendable {
     ) {
         self.configuration = configuration
         self.pool = PostgresConnectionPool(
-            configuration: database, size: configuration.concurrency + 1, logger: logger)
+            configuration: database.with(liveness: configuration.liveness), size: configuration.concurrency + 1,
+            acquireTimeout: max(configuration.lease, .seconds(10)), logger: logger)
         var byKind: [String: any JobHandler] = [:]
         for handler in handlers { byKind[handler.kind] = handler }
         self.handlers = byKind
@@ -134,6 +155,7 @@ public final class JobWorker: Service, Sendable {
         await withTaskGroup(of: Void.self) { background in
             background.addTask { await self.listenLoop(logger: logger) }
             background.addTask { await self.housekeepingLoop(logger: logger) }
+            background.addTask { await self.watchdogLoop(logger: logger) }
             await withTaskGroup(of: Void.self) { slots in
                 for slot in 0..<max(1, configuration.concurrency) {
                     slots.addTask { await self.slotLoop(slot: slot, logger: logger) }
@@ -159,16 +181,24 @@ public final class JobWorker: Service, Sendable {
             let seen = await bell.generation
             let jobs: [Job]
             do {
-                jobs = try await claimGate.withTurn {
-                    try await self.pool.withConnection { [configuration] connection in
-                        try QueueStore.claim(
+                jobs = try await self.pool.withConnection { [configuration, claimGate] connection in
+                    await claimGate.enter()
+                    do {
+                        let claimed = try QueueStore.claim(
                             queues: configuration.queues, limit: configuration.batchSize,
                             worker: configuration.workerID, lease: configuration.lease, on: connection)
+                        await claimGate.leave()
+                        return claimed
+                    } catch {
+                        await claimGate.leave()
+                        throw error
                     }
                 }
                 failures = 0
+                health.succeeded()
             } catch {
                 failures += 1
+                health.failed(error)
                 logger.warning(
                     "claim failed; retrying", metadata: ["error": "\(error)", "worker.slot": "\(slot)"])
                 await pause(afterFailures: failures)
@@ -221,15 +251,21 @@ public final class JobWorker: Service, Sendable {
             } catch is NeedsSavepoints {
                 result = try await runBatch(jobs, savepoints: true, logger: logger)
             }
+            health.succeeded()
             for id in result.skipped {
                 logger.warning("lease lost before the job ran; left to its new owner", metadata: ["job.id": "\(id)"])
             }
             let byID = Dictionary(jobs.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
             for (id, outcome, duration) in result.finished {
                 guard let job = byID[id] else { continue }
+                guard result.recorded.contains(id) else {
+                    logger.warning("lease lost while the job ran; its outcome was discarded", metadata: ["job.id": "\(id)"])
+                    continue
+                }
                 log(job, outcome, duration: duration, batchDuration: ContinuousClock.now - started, logger: logger)
             }
         } catch {
+            health.failed(error)
             // The transaction itself failed (connection lost, commit failed): nothing of it
             // was written. Record a retry for each job in a fresh transaction if possible;
             // otherwise the leases expire and the jobs are rescued.
@@ -252,6 +288,8 @@ public final class JobWorker: Service, Sendable {
 
     struct BatchResult: Sendable {
         var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)]
+        /// The jobs whose outcome the fenced completion recorded.
+        var recorded: Set<Int64>
         var skipped: [Int64]
     }
 
@@ -291,8 +329,10 @@ public final class JobWorker: Service, Sendable {
                     finished += try await Self.runSetBased(
                         group, handler: handler, configuration: configuration, on: connection, logger: logger)
                 }
-                try QueueStore.finish(finished.map { ($0.id, $0.outcome) }, worker: configuration.workerID, on: connection)
-                return BatchResult(finished: finished, skipped: jobs.map(\.id).filter { !owned.contains($0) })
+                let recorded = try QueueStore.finish(
+                    finished.map { ($0.id, $0.outcome) }, worker: configuration.workerID, on: connection)
+                return BatchResult(
+                    finished: finished, recorded: recorded, skipped: jobs.map(\.id).filter { !owned.contains($0) })
             }
         }
     }
@@ -443,6 +483,7 @@ public final class JobWorker: Service, Sendable {
                 await listener.close()
             } catch {
                 failures += 1
+                health.failed(error)
                 logger.warning("listener failed; reconnecting", metadata: ["error": "\(error)"])
                 await pause(afterFailures: failures)
             }
@@ -474,6 +515,7 @@ public final class JobWorker: Service, Sendable {
                             _ = try QueueStore.heartbeat(
                                 worker: configuration.workerID, ids: ids, lease: configuration.lease, on: connection)
                         }
+                        health.succeeded()
                     }
                 }
                 if now - lastRescue >= rescueEvery {
@@ -481,6 +523,7 @@ public final class JobWorker: Service, Sendable {
                     let rescued = try await pool.withConnection { connection in
                         try QueueStore.rescueExpired(on: connection)
                     }
+                    health.succeeded()
                     if !rescued.isEmpty {
                         logger.notice(
                             "rescued jobs whose lease expired",
@@ -488,8 +531,63 @@ public final class JobWorker: Service, Sendable {
                     }
                 }
             } catch {
+                health.failed(error)
                 logger.warning("housekeeping failed", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    /// Warns while no round trip with PostgreSQL succeeds: after `stallWarning`, then every
+    /// 5 s, naming the latest error and what the worker's sessions wait for on the server
+    /// (asked on a connection of its own, so a hanging pool cannot silence it).
+    private func watchdogLoop(logger: Logger) async {
+        var lastWarning = ContinuousClock.now - .seconds(3600)
+        while !isStopping {
+            try? await Task.sleep(for: .seconds(1))
+            let state = health.snapshot
+            let now = ContinuousClock.now
+            let stalled = now - state.lastSuccess
+            guard stalled >= configuration.stallWarning, now - lastWarning >= .seconds(5) else { continue }
+            lastWarning = now
+            var metadata: Logger.Metadata = [
+                "worker.stalled_s": "\(stalled.components.seconds)",
+                "worker.failures": "\(state.failuresSinceSuccess)",
+            ]
+            if let error = state.lastError { metadata["error"] = "\(error)" }
+            if let waits = await diagnoseWaits() { metadata["postgres.waits"] = "\(waits)" }
+            logger.warning("no progress: no round trip with PostgreSQL has succeeded for a while", metadata: metadata)
+        }
+    }
+
+    /// What the worker's own sessions are doing on the server, from `pg_stat_activity`; with
+    /// a hint when commits wait for a synchronous standby that is not there. Nil when the
+    /// server cannot be asked.
+    private func diagnoseWaits() async -> String? {
+        let pids = await pool.backendPIDs
+        let configuration = await pool.configuration.with("connect_timeout", "2").with(setting: "statement_timeout", "2000")
+        guard let connection = try? await PostgresConnection.connect(configuration, logger: logger) else { return nil }
+        let text = try? await connection.run { connection in
+            let rows = try connection.query(
+                """
+                SELECT coalesce(string_agg(a.state || coalesce(' waiting on ' || a.wait_event_type || ':' || a.wait_event, '')
+                                           || ' for ' || round(extract(epoch FROM now() - a.state_change)) || ' s', '; '), 'none')
+                           AS sessions,
+                       bool_or(a.wait_event = 'SyncRep') AS sync_rep,
+                       current_setting('synchronous_standby_names') AS standby_names,
+                       (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')) AS sync_standbys
+                FROM pg_stat_activity a WHERE a.pid = ANY($1::int[]) AND a.state <> 'idle'
+                """, [pids.map(Int.init)])
+            guard let row = rows.first else { return "none" }
+            var text = try row.decode(String.self, "sessions")
+            if try row.decode(Bool?.self, "sync_rep") == true {
+                text += "; commits wait for synchronous replication (synchronous_standby_names = '"
+                    + (try row.decode(String.self, "standby_names")) + "', "
+                    + String(try row.decode(Int.self, "sync_standbys"))
+                    + " synchronous standby connected): give this primary a standby or clear the setting"
+            }
+            return text
+        }
+        await connection.close()
+        return text
     }
 }

@@ -10,6 +10,15 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible {
     /// The options that were set, by libpq keyword (`host`, `port`, `dbname`, `sslmode`…).
     public private(set) var options: [String: String]
 
+    /// Server settings every session of this configuration applies right after connecting
+    /// (`statement_timeout`, `tcp_keepalives_idle`…), by name, in order. They are sent as
+    /// parameters of `set_config`, never spliced into SQL.
+    public private(set) var sessionSettings: [(name: String, value: String)] = []
+
+    /// How long one call may wait for the server before this side asks the server to cancel
+    /// it (a cancel request, as `pg_cancel_backend` would). Nil: no limit. See ``CallDeadline``.
+    public var callTimeout: Duration?
+
     /// Parses a libpq connection string; throws ``PostgresError/Code/configuration`` when
     /// libpq rejects it (the message never repeats the string).
     public init(_ connectionString: String) throws(PostgresError) {
@@ -38,6 +47,56 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible {
     public func with(_ keyword: String, _ value: String?) -> PostgresConfiguration {
         var copy = self
         copy.options[keyword] = value
+        return copy
+    }
+
+    /// The same configuration with a server setting applied to every session, unless the
+    /// connection string's `options` already sets it (the operator's choice wins).
+    public func with(setting name: String, _ value: String) -> PostgresConfiguration {
+        if let given = options["options"], given.contains(name) { return self }
+        var copy = self
+        copy.sessionSettings.removeAll { $0.name == name }
+        copy.sessionSettings.append((name, value))
+        return copy
+    }
+
+    /// The same configuration with a libpq option set, unless the connection string set it already.
+    public func withDefault(_ keyword: String, _ value: String) -> PostgresConfiguration {
+        options[keyword] == nil ? with(keyword, value) : self
+    }
+
+    /// The same configuration, bounded so that no session outlives a vanished peer for long
+    /// and no statement or open transaction waits forever (see ``PostgresLiveness``).
+    ///
+    /// Client side, libpq's TCP keepalives and `tcp_user_timeout`; server side, the same for
+    /// the session's socket, `statement_timeout` and `idle_in_transaction_session_timeout`.
+    /// Whatever the connection string already sets is kept.
+    public func with(liveness: PostgresLiveness) -> PostgresConfiguration {
+        let dead = liveness.deadPeerTimeout
+        let idle = max(1, dead.wholeSeconds / 3)
+        let interval = max(1, dead.wholeSeconds / 6)
+        let count = 3
+        let userTimeout = max(1000, dead.wholeMilliseconds)
+        var copy = self
+            .withDefault("keepalives", "1")
+            .withDefault("keepalives_idle", String(idle))
+            .withDefault("keepalives_interval", String(interval))
+            .withDefault("keepalives_count", String(count))
+            .withDefault("tcp_user_timeout", String(userTimeout))
+            .with(setting: "tcp_keepalives_idle", String(idle))
+            .with(setting: "tcp_keepalives_interval", String(interval))
+            .with(setting: "tcp_keepalives_count", String(count))
+            .with(setting: "tcp_user_timeout", String(userTimeout))
+        if let statement = liveness.statementTimeout {
+            copy = copy.with(setting: "statement_timeout", String(statement.wholeMilliseconds))
+            // The server's timeout ends statements first; this ends what it does not cover, a
+            // commit waiting for a synchronous standby.
+            copy.callTimeout = statement + .seconds(1)
+        }
+        if let idleInTransaction = liveness.idleInTransactionTimeout {
+            copy = copy.with(
+                setting: "idle_in_transaction_session_timeout", String(idleInTransaction.wholeMilliseconds))
+        }
         return copy
     }
 
@@ -97,4 +156,36 @@ extension String {
         result += rest
         return result
     }
+}
+
+/// How long a session may wait on a peer, a statement or an open transaction before it is
+/// given up, on both ends of the connection.
+///
+/// A worker host that vanishes without closing its sockets (power loss, a frozen VM, a dropped
+/// route) would otherwise keep its session, and the row locks of the batch it held, until the
+/// server's default keepalives notice, which takes hours. With these bounds the server drops
+/// such a session within about `deadPeerTimeout` (or `idleInTransactionTimeout` when it was
+/// between statements), and the client's calls fail within about `deadPeerTimeout` instead of
+/// blocking forever.
+public struct PostgresLiveness: Sendable, Hashable {
+    /// How long an unanswered peer is tolerated: TCP keepalives probe after a third of it and
+    /// give up after the rest, and unacknowledged data may wait that long (`tcp_user_timeout`).
+    public var deadPeerTimeout: Duration
+    /// The server's `statement_timeout` for the session; nil leaves the server's.
+    public var statementTimeout: Duration?
+    /// The server's `idle_in_transaction_session_timeout` for the session; nil leaves the server's.
+    public var idleInTransactionTimeout: Duration?
+
+    public init(deadPeerTimeout: Duration, statementTimeout: Duration? = nil, idleInTransactionTimeout: Duration? = nil) {
+        self.deadPeerTimeout = deadPeerTimeout
+        self.statementTimeout = statementTimeout
+        self.idleInTransactionTimeout = idleInTransactionTimeout
+    }
+}
+
+extension Duration {
+    /// Whole seconds, rounded down.
+    var wholeSeconds: Int64 { components.seconds }
+    /// Whole milliseconds, rounded down.
+    var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

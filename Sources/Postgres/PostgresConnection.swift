@@ -1,5 +1,6 @@
 import CLibPQ
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -34,8 +35,15 @@ public actor PostgresConnection {
     private var savepointCounter = 0
     private let wakeRead: Int32
     private let wakeWrite: Int32
+    private let notices: NoticeLog
+    private let deadline = CallDeadline()
     /// How many times the connection was re-established after being lost.
     public private(set) var reconnects = 0
+    private let serverPID = Atomic<Int32>(0)
+
+    /// The server process id of the latest session, readable while the connection is busy
+    /// (to ask `pg_stat_activity` what a hanging call waits for); 0 before the first.
+    public nonisolated var lastBackendPID: Int32 { serverPID.load(ordering: .relaxed) }
 
     /// The most statements kept prepared per connection; further ones run unprepared.
     static let maxPreparedStatements = 512
@@ -44,6 +52,7 @@ public actor PostgresConnection {
         self.configuration = configuration
         self.logger = logger
         self.executor = DispatchQueueExecutor(label: "postgres.connection")
+        self.notices = NoticeLog(logger: logger)
         var fds: [Int32] = [-1, -1]
         if pipe(&fds) == 0 {
             _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
@@ -74,6 +83,7 @@ public actor PostgresConnection {
 
     /// Closes the session; a later call opens a new one.
     public func close() {
+        deadline.detach()
         if let handle { PQfinish(handle) }
         handle = nil
     }
@@ -115,24 +125,60 @@ public actor PostgresConnection {
                 code: .connection, sqlState: Self.sqlState(ofConnectionFailure: message),
                 message: Self.summarize(message))
         }
-        // Server notices ("relation already exists, skipping") are not errors; libpq's default
-        // prints them to stderr, which would clutter the worker's structured logs.
-        PQsetNoticeProcessor(connection, { _, _ in }, nil)
-        let setup = PQexec(connection, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'")
-        let ok = setup.map { PQresultStatus($0) == PGRES_COMMAND_OK } ?? false
-        PQclear(setup)
-        guard ok else {
-            let message = String(cString: PQerrorMessage(connection))
+        // Server notices are not errors; libpq's default prints them to stderr, which would
+        // clutter the worker's structured logs. Warnings ("canceling wait for synchronous
+        // replication…") are logged at warning, everything else ("relation already exists,
+        // skipping") at debug.
+        PQsetNoticeReceiver(connection, Self.receiveNotice, Unmanaged.passUnretained(notices).toOpaque())
+        guard applySettings(connection) else {
+            let message = self.configuration.scrub(String(cString: PQerrorMessage(connection)))
             PQfinish(connection)
             throw PostgresError(code: .connection, message: Self.summarize(message))
         }
         prepared.removeAll()
+        serverPID.store(PQbackendPID(connection), ordering: .relaxed)
+        deadline.attach(connection)
         for channel in listening {
             if let statement = Self.listenStatement(connection, channel) {
                 PQclear(PQexec(connection, statement))
             }
         }
         return connection
+    }
+
+    /// Sets the session's time zone and date style (the text formats this layer reads) and
+    /// the configuration's session settings, in one round trip.
+    private func applySettings(_ connection: OpaquePointer) -> Bool {
+        let names = ["TimeZone", "DateStyle"] + configuration.sessionSettings.map(\.name)
+        let values = ["UTC", "ISO, YMD"] + configuration.sessionSettings.map(\.value)
+        let sql = "SELECT count(set_config(n, v, false)) FROM unnest($1::text[], $2::text[]) AS s(n, v)"
+        guard let texts = try? Self.texts(of: [names, values]) else { return false }
+        let result = Self.withCStrings(texts) { pointers in
+            PQexecParams(connection, sql, Int32(pointers.count), nil, pointers, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        return result.map { PQresultStatus($0) == PGRES_TUPLES_OK } ?? false
+    }
+
+    /// Where libpq's notice receiver logs; lives as long as the connection.
+    final class NoticeLog: Sendable {
+        let logger: Logger
+        init(logger: Logger) { self.logger = logger }
+    }
+
+    static let receiveNotice: PQnoticeReceiver = { argument, result in
+        guard let argument, let result else { return }
+        let log = Unmanaged<NoticeLog>.fromOpaque(argument).takeUnretainedValue()
+        let severity = PQresultErrorField(result, diagSeverity).map { String(cString: $0) } ?? ""
+        let message = PQresultErrorField(result, diagMessagePrimary).map { String(cString: $0) } ?? ""
+        let detail = PQresultErrorField(result, diagMessageDetail).map { String(cString: $0) }
+        var metadata: Logger.Metadata = ["postgres.severity": "\(severity)"]
+        if let detail { metadata["postgres.detail"] = "\(detail)" }
+        if severity == "WARNING" {
+            log.logger.warning("PostgreSQL: \(message)", metadata: metadata)
+        } else {
+            log.logger.debug("PostgreSQL: \(message)", metadata: metadata)
+        }
     }
 
     /// The open handle, reconnecting first if the session was lost outside a transaction.
@@ -201,11 +247,13 @@ public actor PostgresConnection {
             prepared[sql] = candidate
             name = candidate
         }
-        let result = Self.withCStrings(texts) { pointers in
-            if let name {
-                return PQexecPrepared(handle, name, Int32(pointers.count), pointers, nil, nil, 0)
+        let result = deadline.run(timeout: configuration.callTimeout) {
+            Self.withCStrings(texts) { pointers in
+                if let name {
+                    return PQexecPrepared(handle, name, Int32(pointers.count), pointers, nil, nil, 0)
+                }
+                return PQexecParams(handle, sql, Int32(pointers.count), nil, pointers, nil, nil, 0)
             }
-            return PQexecParams(handle, sql, Int32(pointers.count), nil, pointers, nil, nil, 0)
         }
         defer { PQclear(result) }
         return try rows(of: result, handle)
@@ -222,7 +270,7 @@ public actor PostgresConnection {
     /// Never pass input here: there is no way to bind it. Use ``query(_:_:)``.
     public func executeScript(_ sql: String) throws(PostgresError) {
         let handle = try live()
-        let result = PQexec(handle, sql)
+        let result = deadline.run(timeout: configuration.callTimeout) { PQexec(handle, sql) }
         defer { PQclear(result) }
         _ = try rows(of: result, handle)
     }
@@ -276,6 +324,7 @@ public actor PostgresConnection {
     }
 
     static let diagSQLState = Int32(UInt8(ascii: "C"))
+    static let diagSeverity = Int32(UInt8(ascii: "V"))
     static let diagMessagePrimary = Int32(UInt8(ascii: "M"))
     static let diagMessageDetail = Int32(UInt8(ascii: "D"))
     static let diagMessageHint = Int32(UInt8(ascii: "H"))

@@ -113,6 +113,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-retry-delay"), help: "Cap, in seconds, of the backoff between attempts.")
     var maxRetryDelay: Double = 3600
 
+    @Option(
+        name: .customLong("statement-timeout"),
+        help: "Seconds a statement of the worker may run before the server cancels it (default: the lease; 0: the server's).")
+    var statementTimeout: Double?
+
     @Flag(help: "Exit 0 once no job is ready to run now or running.")
     var drain = false
 
@@ -122,6 +127,11 @@ struct RunCommand: AsyncParsableCommand {
         guard lease >= 1, lease.isFinite else { throw ValidationError("--lease must be at least 1 second") }
         guard pollInterval > 0, pollInterval.isFinite else { throw ValidationError("--poll-interval must be positive") }
         guard gracePeriod >= 0, gracePeriod.isFinite else { throw ValidationError("--grace-period must be >= 0") }
+        if let statementTimeout {
+            guard statementTimeout >= 0, statementTimeout.isFinite else {
+                throw ValidationError("--statement-timeout must be >= 0")
+            }
+        }
     }
 
     func run() async throws {
@@ -146,6 +156,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.shutdownGracePeriod = .milliseconds(Int64(gracePeriod * 1000))
         configuration.retryPolicy.maximum = .milliseconds(Int64(maxRetryDelay * 1000))
         configuration.drain = drain
+        configuration.statementTimeout = statementTimeout.map { .milliseconds(Int64($0 * 1000)) }
         let worker = JobWorker(
             configuration: configuration, database: database, handlers: Handlers.all, logger: logger)
         let group = ServiceGroup(

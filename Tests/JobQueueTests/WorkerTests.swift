@@ -273,3 +273,25 @@ struct CancellationTests {
         }
     }
 }
+
+@Suite("A worker that cannot reach PostgreSQL")
+struct StalledWorkerTests {
+    @Test("keeps warning, every few seconds, that it makes no progress, and stops when told")
+    func warnsWhileStalled() async throws {
+        let logs = CapturedLogs()
+        var configuration = QueueTest.configuration(drain: false)
+        configuration.stallWarning = .seconds(1)
+        let nowhere = try PostgresConfiguration("host=127.0.0.1 port=1 dbname=nowhere connect_timeout=2")
+        let worker = JobWorker(
+            configuration: configuration, database: nowhere, handlers: [NoopHandler()], logger: logs.logger(level: .info))
+        let run = Task { try await worker.run() }
+        let warned = await eventually(timeout: .seconds(15)) { logs.matching("no progress").count >= 2 }
+        worker.stop()
+        try await run.value
+        #expect(warned, "\(logs.matching("no progress").count) no-progress warning(s)")
+        let warnings = logs.matching("no progress")
+        #expect(warnings.allSatisfy { $0.level == .warning })
+        #expect(warnings.first?.metadata["error"]?.contains("Connection refused") == true)
+        #expect(logs.matching("claim failed").count > 0)
+    }
+}
