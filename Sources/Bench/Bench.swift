@@ -42,6 +42,14 @@ public struct BenchOptions: Sendable {
     public var executable: String?
     /// Keep the scratch database afterwards, for inspection. Default: false.
     public var keepDatabase = false
+    /// Claim exactly `batchSize` every time instead of adapting to what is ready. Default: false.
+    public var fixedBatchSize = false
+    /// `--mixed`: organization A's import (D's is a tenth of it). Default: 200,000.
+    public var mixedImportJobs = 200_000
+    /// `--mixed`: live jobs a second, B and C together. Default: 100.
+    public var mixedLiveRate = 100.0
+    /// `--mixed`: one person's jobs in the hot-key measurement. Default: 10,000.
+    public var hotKeyJobs = 10_000
 
     public init() {}
 }
@@ -306,6 +314,7 @@ public enum Bench {
         configuration.queues = queues
         configuration.concurrency = options.concurrency
         configuration.batchSize = options.batchSize
+        configuration.adaptiveBatchSize = !options.fixedBatchSize
         configuration.drain = drain
         return configuration
     }

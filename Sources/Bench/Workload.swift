@@ -19,20 +19,23 @@ struct SeededGenerator: RandomNumberGenerator {
 /// an identifier), metadata, and about 2 % bad jobs.
 struct Workload {
     let client = UUID()
+    let name: String
     let channels: [(id: UUID, platform: String, phone: String?)]
     let stages = (0..<3).map { _ in UUID() }
     let agents = (0..<3).map { _ in UUID() }
 
-    init() {
+    /// Organization number `n` (0 to 99): its own channels, numbers and name.
+    init(_ n: Int = 0, name: String = "Bench Org") {
+        self.name = name
         channels = [
-            (UUID(), "whatsapp", "+56223450001"), (UUID(), "whatsapp", "+5541999990000"),
-            (UUID(), "web-whatsapp", "+525500000001"), (UUID(), "webchat", nil),
+            (UUID(), "whatsapp", "+5622\(345 + n)0001"), (UUID(), "whatsapp", "+55419999\(String(format: "%05d", n))"),
+            (UUID(), "web-whatsapp", "+5255000\(String(format: "%05d", n + 1))"), (UUID(), "webchat", nil),
         ]
     }
 
     /// Creates the organization's rows.
     func load(on c: isolated PostgresConnection) throws {
-        try c.execute("INSERT INTO crm.clients (id, name) VALUES ($1, 'Bench Org')", [client])
+        try c.execute("INSERT INTO crm.clients (id, name) VALUES ($1, $2)", [client, name])
         for channel in channels {
             try c.execute(
                 "INSERT INTO crm.channels (id, client_id, platform, phone_number) VALUES ($1, $2, $3, $4)",

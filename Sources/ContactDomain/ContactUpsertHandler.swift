@@ -43,7 +43,8 @@ public struct ContactUpsertHandler: JobHandler {
     /// the cache), then rounds of jobs that do not depend on each other share one lookup
     /// statement and one write statement. Jobs that do depend on each other (one person, one
     /// identifier value, one customer) go to later rounds, in batch order, and see what the
-    /// earlier ones wrote.
+    /// earlier ones wrote; later jobs of a round job's own contact ride along in its round,
+    /// planned in memory on top of it (see ``UpsertPlanning/nextRound(_:keys:chains:)``).
     public func handleBatch(_ jobs: [Job], on connection: isolated PostgresConnection, logger: Logger) async throws
         -> [Result<JSONValue, any Error>]
     {
@@ -63,33 +64,54 @@ public struct ContactUpsertHandler: JobHandler {
             }
         }
         while !pending.isEmpty {
-            let (round, rest) = UpsertPlanning.nextRound(pending, keys: \.keys)
-            let found = try ContactStore.lookup(round.map(\.job.lookupRequest), on: connection)
-            // Two jobs of a round that meet at one customer (two identities of one person):
-            // the later one waits for the next round, to see the earlier one's write.
+            let (round, rest) = UpsertPlanning.nextRound(pending, keys: \.keys) { head, item in
+                item.job.continues(head.job)
+            }
+            let found = try ContactStore.lookup(round.map(\.head.job.lookupRequest), on: connection)
+            // Two jobs of a round that meet at one customer (two identities of one person): the
+            // round ends before the later one, which waits for the next round to see the
+            // earlier one's write.
             var touched = Set<UUID>()
-            var deferred: [Pending] = []
-            var plans: [(index: Int, plan: ContactStore.WritePlan)] = []
-            for (item, lookup) in zip(round, found) {
+            var cutoff = Int.max
+            for (chain, lookup) in zip(round, found) {
                 let customers = lookup.customerIDs
                 if !customers.isDisjoint(with: touched) {
-                    deferred.append(item)
-                    continue
+                    cutoff = chain.head.index
+                    break
                 }
                 touched.formUnion(customers)
-                do {
-                    let plan = try UpsertPlanning.plan(item.job, found: lookup)
-                    plans.append((item.index, plan))
-                } catch is UpsertPlanning.Vanished {
-                    throw PostgresError(
-                        code: .server, sqlState: .foreignKeyViolation,
-                        message: "the customer of contact \(lookup.contact?.id.uuidString ?? "") is gone")
-                } catch {
-                    results[item.index] = .failure(error)
-                }
             }
-            let createdAt = try ContactStore.write(plans.map(\.plan), on: connection)
-            for (index, plan) in plans {
+            var deferred: [Pending] = []
+            var writes: [ContactStore.WritePlan] = []
+            var planned: [(index: Int, plan: ContactStore.WritePlan)] = []
+            for (chain, lookup) in zip(round, found) {
+                guard chain.head.index < cutoff else {
+                    deferred += [chain.head] + chain.followers
+                    continue
+                }
+                deferred += chain.followers.filter { $0.index >= cutoff }
+                // The head is planned on what the store found; each follower on what the plans
+                // before it left, as if they had been written.
+                var state = UpsertPlanning.ChainState(found: lookup, head: chain.head.job)
+                var plans: [ContactStore.WritePlan] = []
+                for item in [chain.head] + chain.followers.filter({ $0.index < cutoff }) {
+                    do {
+                        let plan = try UpsertPlanning.plan(item.job, found: state.lookup(for: item.job))
+                        state.apply(plan)
+                        plans.append(plan)
+                        planned.append((item.index, plan))
+                    } catch is UpsertPlanning.Vanished {
+                        throw PostgresError(
+                            code: .server, sqlState: .foreignKeyViolation,
+                            message: "the customer of contact \(lookup.contact?.id.uuidString ?? "") is gone")
+                    } catch {
+                        results[item.index] = .failure(error)
+                    }
+                }
+                if let write = UpsertPlanning.merge(plans, found: lookup) { writes.append(write) }
+            }
+            let createdAt = try ContactStore.write(writes, on: connection)
+            for (index, plan) in planned {
                 guard let date = plan.contact.createdAt ?? createdAt[plan.contact.id] else {
                     throw PostgresError(code: .protocolViolation, message: "the contact was neither found nor written")
                 }
@@ -195,10 +217,10 @@ extension NewJob {
     /// insert trigger would compute (``ContactRequest/orderingKey(_:)``), so that a bulk COPY
     /// leaves the trigger nothing to do per row.
     public static func withDefaultOrderingKey(
-        queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil
+        queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, priority: Int16 = 0
     ) -> NewJob {
         NewJob(
             queue: queue, kind: kind, payload: payload, clientID: clientID,
-            orderingKey: kind == "contact.upsert" ? ContactRequest.orderingKey(payload) : nil)
+            orderingKey: kind == "contact.upsert" ? ContactRequest.orderingKey(payload) : nil, priority: priority)
     }
 }

@@ -32,6 +32,13 @@ struct PreparedUpsert: Sendable {
             clientID: clientID, channelID: channel.id, identity: request.identity, identifiers: identifiers)
     }
 
+    /// True when this job can be planned in memory right after `head`: the same contact (client,
+    /// channel and identity), and no identifier value `head` did not look up.
+    func continues(_ head: PreparedUpsert) -> Bool {
+        clientID == head.clientID && channel.id == head.channel.id && request.identity == head.request.identity
+            && Set(identifiers).isSubset(of: head.identifiers)
+    }
+
     /// Names for everything that makes two jobs of one batch depend on each other: the
     /// person (phone match key, or webchat channel and user) and each identifier value. Jobs
     /// sharing a name never go into one set-based round.
@@ -137,7 +144,7 @@ enum UpsertPlanning {
             let old = existingCustomer?.customFields[field].flatMap(change.definition.identifierKey)
             let new = change.value.flatMap(change.definition.identifierKey)
             if old != new {
-                identifierChanges.append(.init(definitionID: change.definition.id, newKey: new))
+                identifierChanges.append(.init(definitionID: change.definition.id, oldKey: old, newKey: new))
             }
         }
         return ContactStore.WritePlan(
@@ -170,23 +177,116 @@ enum UpsertPlanning {
         ])
     }
 
-    /// Splits pending jobs (in batch order) into the next set-based round and the rest: a
-    /// job joins the round unless it shares a dependency key with an earlier pending job, so
-    /// jobs that depend on each other run in batch order, one round after the other.
-    static func nextRound<Item>(_ pending: [Item], keys: (Item) -> [String]) -> (round: [Item], rest: [Item]) {
-        var seen = Set<String>()
-        var round: [Item] = []
-        var rest: [Item] = []
-        for item in pending {
+    /// Splits pending jobs (in batch order) into the next set-based round and the rest. The
+    /// round is a prefix of the pending jobs in which no two depend on each other: it ends at
+    /// the first job that shares a dependency key with an earlier one, unless that job
+    /// `chains` after the round job holding all its keys: then it rides along as a follower,
+    /// planned in memory on top of that job's plan (one person's backlog then costs one lookup
+    /// and one write, not a round each). Being a prefix, a round never lets a job overtake an
+    /// earlier one that waits: two jobs can meet at a customer without sharing a key (a
+    /// webchat visitor and a phone linked by an identifier), and must then keep their order.
+    static func nextRound<Item>(
+        _ pending: [Item], keys: (Item) -> [String], chains: (Item, Item) -> Bool = { _, _ in false }
+    ) -> (round: [(head: Item, followers: [Item])], rest: [Item]) {
+        // Each key of the round: the entry that holds it.
+        var owner: [String: Int] = [:]
+        var round: [(head: Item, followers: [Item])] = []
+        for (position, item) in pending.enumerated() {
             let itemKeys = keys(item)
-            if itemKeys.contains(where: seen.contains) {
-                rest.append(item)
+            let owners = Set(itemKeys.compactMap { owner[$0] })
+            if owners.isEmpty {
+                round.append((item, []))
+                for key in itemKeys { owner[key] = round.count - 1 }
+            } else if owners.count == 1, let entry = owners.first, itemKeys.allSatisfy({ owner[$0] == entry }),
+                chains(round[entry].head, item)
+            {
+                round[entry].followers.append(item)
             } else {
-                round.append(item)
+                return (round, Array(pending[position...]))
             }
-            seen.formUnion(itemKeys)
         }
-        return (round, rest)
+        return (round, [])
+    }
+
+    /// What a chain of jobs of one contact sees as it is planned, job after job, in memory:
+    /// the contact and customer as the earlier plans of the chain left them (as a fresh lookup
+    /// after their writes would find them), and the owners of identifier values the head found.
+    ///
+    /// The owners need no updating: a follower names only identifier values its head named.
+    /// Until a plan of the chain succeeds they are what the store holds; once one did, each of
+    /// them belongs to the chain's customer or, released since, to nobody, and either way a
+    /// follower meets no conflict over it, as a fresh lookup would confirm.
+    struct ChainState {
+        var contact: ContactStore.Contact?
+        var customer: ContactStore.Customer?
+        let owners: [(customerID: UUID, key: String)]
+        let ownerKeys: [String: ContactStore.IdentifierValue]
+
+        /// The state the chain's head found in the store.
+        init(found: ContactStore.Lookup, head: PreparedUpsert) {
+            contact = found.contact
+            customer = found.customer
+            owners = found.owners
+            var keys: [String: ContactStore.IdentifierValue] = [:]
+            for change in head.fieldChanges {
+                guard let value = change.value, let identifier = change.definition.identifierKey(value) else { continue }
+                keys[change.definition.key] = .init(definitionID: change.definition.id, identifierKey: identifier)
+            }
+            ownerKeys = keys
+        }
+
+        /// What a follower's lookup would find now.
+        func lookup(for job: PreparedUpsert) -> ContactStore.Lookup {
+            let named = Set(job.identifiers)
+            let owned = owners.filter { owner in ownerKeys[owner.key].map(named.contains) ?? false }
+            return ContactStore.Lookup(contact: contact, owners: owned, customer: customer)
+        }
+
+        /// The state after `plan` is written.
+        mutating func apply(_ plan: ContactStore.WritePlan) {
+            contact = plan.contact
+            customer = plan.customer
+        }
+    }
+
+    /// One plan that writes what a chain's plans (in order) would write one after another:
+    /// the last state of the contact and customer, inserted when one of them was inserted,
+    /// updated when it differs from what the store held, and the net change of each
+    /// identifier value. Nil when nothing is left to write.
+    static func merge(_ plans: [ContactStore.WritePlan], found: ContactStore.Lookup) -> ContactStore.WritePlan? {
+        guard var merged = plans.last else { return nil }
+        guard plans.count > 1 else { return merged }
+        if plans.contains(where: { $0.customerWrite == .insert }) {
+            merged.customerWrite = .insert
+        } else {
+            let stored = found.customer?.id == merged.customer.id ? found.customer : nil
+            merged.customerWrite = stored == merged.customer ? .none : .update
+        }
+        if plans.contains(where: { $0.contactWrite == .insert }) {
+            merged.contactWrite = .insert
+        } else if let stored = found.contact, stored.id == merged.contact.id,
+            stored.name == merged.contact.name, stored.email == merged.contact.email
+        {
+            merged.contactWrite = .none
+        } else {
+            merged.contactWrite = .update
+        }
+        var first: [UUID: String?] = [:]
+        var last: [UUID: String?] = [:]
+        var order: [UUID] = []
+        for change in plans.flatMap(\.identifierChanges) {
+            if first[change.definitionID] == nil {
+                first[change.definitionID] = .some(change.oldKey)
+                order.append(change.definitionID)
+            }
+            last[change.definitionID] = .some(change.newKey)
+        }
+        merged.identifierChanges = order.compactMap { id in
+            let old = first[id] ?? nil
+            let new = last[id] ?? nil
+            return old == new ? nil : ContactStore.IdentifierChange(definitionID: id, oldKey: old, newKey: new)
+        }
+        return merged
     }
 }
 

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Wakes idle worker slots: rung by a notification, the fallback poll, a finished batch or
 /// shutdown.
 ///
@@ -45,5 +47,73 @@ actor ClaimGate {
     /// Ends the turn taken with ``enter()``.
     func leave() {
         if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+    }
+}
+
+/// The size of the next claim: small when little is waiting, growing toward the maximum on a
+/// backlog.
+///
+/// It starts at 8 (or the maximum, if smaller), doubles after every claim that came back full,
+/// and after one that did not, falls to twice what it found. An idle worker's claims stay
+/// small; a backlog reaches full batches within a few claims, and a burst of moderate size is
+/// spread over the slots instead of landing whole in the first one.
+final class BatchSizer: Sendable {
+    let maximum: Int
+    let minimum: Int
+    private let current: Mutex<Int>
+
+    /// A sizer growing toward `maximum`; one that is not `adaptive` always answers `maximum`.
+    init(maximum: Int, adaptive: Bool = true) {
+        self.maximum = max(1, maximum)
+        self.minimum = adaptive ? min(8, self.maximum) : self.maximum
+        self.current = Mutex(self.minimum)
+    }
+
+    /// The limit for the next claim.
+    var next: Int { current.withLock { $0 } }
+
+    /// Records what a claim with `limit` found.
+    func claimed(_ count: Int, of limit: Int) {
+        current.withLock { size in
+            size = count >= limit ? min(maximum, max(size, limit) * 2) : max(minimum, min(maximum, count * 2))
+        }
+    }
+}
+
+/// The slot that serves urgent jobs while less urgent work waits.
+///
+/// A claim takes one priority, the most urgent ready. When less urgent work was waiting too
+/// (an import's backlog behind a live stream), its batch is urgent: small, and short. While it
+/// runs, the worker's other slots skip that priority and keep draining the backlog in full
+/// batches. Without this every slot would find a live job or two at each claim and run small
+/// batches only; with it, a live stream costs one slot's small batches, and a live job waits
+/// for that slot (milliseconds) or the next slot to come free.
+final class UrgentSlot: Sendable {
+    private let state = Mutex<(slot: Int, priority: Int16)?>(nil)
+
+    /// The priority `slot` should skip (and everything more urgent), if another slot serves it.
+    func skip(for slot: Int) -> Int16? {
+        state.withLock { current in
+            guard let current, current.slot != slot else { return nil }
+            return current.priority
+        }
+    }
+
+    /// Records what `slot` claimed: it serves the urgent priority now, or no longer.
+    func claimed(_ claim: QueueStore.Claim, by slot: Int) {
+        state.withLock { current in
+            if claim.urgent, let priority = claim.priority {
+                current = (slot, priority)
+            } else if current?.slot == slot {
+                current = nil
+            }
+        }
+    }
+
+    /// `slot` finished its batch.
+    func finished(by slot: Int) {
+        state.withLock { current in
+            if current?.slot == slot { current = nil }
+        }
     }
 }

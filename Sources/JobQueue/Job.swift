@@ -96,10 +96,14 @@ public struct NewJob: Sendable {
     /// Not claimed before this time; nil means now.
     public var runAt: Date?
     public var maxAttempts: Int
+    /// The group the job takes turns with others in (an organization); nil: the client, or
+    /// what the table's triggers derive.
+    public var fairnessKey: String?
 
     public init(
         queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, idempotencyKey: String? = nil,
-        orderingKey: String? = nil, priority: Int16 = 0, runAt: Date? = nil, maxAttempts: Int = 10
+        orderingKey: String? = nil, priority: Int16 = 0, runAt: Date? = nil, maxAttempts: Int = 10,
+        fairnessKey: String? = nil
     ) {
         self.queue = queue
         self.kind = kind
@@ -110,5 +114,6 @@ public struct NewJob: Sendable {
         self.priority = priority
         self.runAt = runAt
         self.maxAttempts = maxAttempts
+        self.fairnessKey = fairnessKey ?? clientID.map { PostgresUUID.string($0) }
     }
 }

@@ -19,13 +19,13 @@ public enum JobProducer {
         let inserted = try connection.query(
             """
             INSERT INTO queue.jobs (queue, kind, payload, client_id, idempotency_key, ordering_key, priority,
-                                    run_at, max_attempts)
-            VALUES ($1, $2, $3::jsonb, $4::uuid, $5, $6, $7, coalesce($8::timestamptz, now()), $9)
+                                    run_at, max_attempts, fairness_key)
+            VALUES ($1, $2, $3::jsonb, $4::uuid, $5, $6, $7, coalesce($8::timestamptz, now()), $9, $10)
             ON CONFLICT DO NOTHING
             RETURNING id
             """,
             [job.queue, job.kind, job.payload, job.clientID, job.idempotencyKey, job.orderingKey, job.priority,
-             job.runAt, job.maxAttempts])
+             job.runAt, job.maxAttempts, job.fairnessKey ?? ""])
         if let row = inserted.first { return try row.decode(Int64.self, "id") }
         let existing = try connection.query(
             "SELECT id FROM queue.jobs WHERE queue = $1 AND idempotency_key = $2", [job.queue, job.idempotencyKey])
@@ -37,19 +37,25 @@ public enum JobProducer {
 
     /// Enqueues many jobs with `COPY` and returns how many were inserted.
     ///
-    /// Without idempotency keys the rows stream straight into `queue.jobs`. With keys they go
-    /// through a temporary table and one `INSERT … ON CONFLICT DO NOTHING` in input order, so
-    /// a repeated key (in the input or already in the queue) keeps the first job. Run it
-    /// inside a transaction to make the whole input one unit.
+    /// Jobs with a fairness key are placed here, in input order after their group's tail
+    /// (one query per group), so that the table's placing trigger has nothing to do per row;
+    /// the others are placed by the trigger. Without idempotency keys the rows stream straight
+    /// into `queue.jobs`. With keys they go through a temporary table and one `INSERT … ON
+    /// CONFLICT DO NOTHING` in input order, so a repeated key (in the input or already in the
+    /// queue) keeps the first job. Run it inside a transaction to make the whole input one unit.
     @discardableResult
     public static func enqueueMany(_ jobs: [NewJob], on connection: isolated PostgresConnection)
         throws(PostgresError) -> Int
     {
         guard !jobs.isEmpty else { return 0 }
-        let columns = "queue, kind, payload, client_id, idempotency_key, ordering_key, priority, run_at, max_attempts"
-        let rows = jobs.lazy.map { job -> [String?] in
-            [job.queue, job.kind, job.payload.jsonText, job.clientID?.postgresText, job.idempotencyKey,
-             job.orderingKey, String(job.priority), job.runAt?.postgresText ?? "now", String(job.maxAttempts)]
+        let places = try places(for: jobs, on: connection)
+        let columns =
+            "queue, kind, payload, client_id, idempotency_key, ordering_key, priority, run_at, max_attempts, fairness_key, fair_seq"
+        let rows = jobs.indices.lazy.map { i -> [String?] in
+            let job = jobs[i]
+            return [job.queue, job.kind, job.payload.jsonText, job.clientID?.postgresText, job.idempotencyKey,
+                    job.orderingKey, String(job.priority), job.runAt?.postgresText ?? "now", String(job.maxAttempts),
+                    job.fairnessKey ?? "", places[i].map { String($0) }]
         }
         if !jobs.contains(where: { $0.idempotencyKey != nil }) {
             return try connection.copyFrom("COPY queue.jobs (\(columns)) FROM STDIN", rows: rows)
@@ -58,7 +64,8 @@ public enum JobProducer {
             """
             CREATE TEMPORARY TABLE IF NOT EXISTS enqueue_staging (
                 seq bigint GENERATED ALWAYS AS IDENTITY, queue text, kind text, payload jsonb, client_id uuid,
-                idempotency_key text, ordering_key text, priority smallint, run_at timestamptz, max_attempts int
+                idempotency_key text, ordering_key text, priority smallint, run_at timestamptz, max_attempts int,
+                fairness_key text NOT NULL DEFAULT '', fair_seq bigint
             );
             TRUNCATE enqueue_staging;
             """)
@@ -71,5 +78,38 @@ public enum JobProducer {
             """)
         try connection.executeScript("TRUNCATE enqueue_staging")
         return inserted
+    }
+
+    /// The fair places of jobs with a fairness key: each group's next place, then one after
+    /// another in input order. Nil for jobs without a key (the trigger places those).
+    static func places(for jobs: [NewJob], on connection: isolated PostgresConnection) throws(PostgresError)
+        -> [Int64?]
+    {
+        struct Group: Hashable {
+            let queue: String
+            let priority: Int16
+            let key: String
+        }
+        var next: [Group: Int64] = [:]
+        var places: [Int64?] = []
+        places.reserveCapacity(jobs.count)
+        for job in jobs {
+            guard let key = job.fairnessKey else {
+                places.append(nil)
+                continue
+            }
+            let group = Group(queue: job.queue, priority: job.priority, key: key)
+            let place: Int64
+            if let known = next[group] {
+                place = known
+            } else {
+                place = try connection.query(
+                    "SELECT queue.next_fair_seq($1, $2::smallint, $3) AS place", [group.queue, group.priority, group.key]
+                )[0].decode(Int64.self, "place")
+            }
+            places.append(place)
+            next[group] = place + 1
+        }
+        return places
     }
 }

@@ -15,8 +15,16 @@ public struct WorkerConfiguration: Sendable {
     public var queues: [String] = ["contacts"]
     /// Batches in flight at once, each on its own connection. Default: 4.
     public var concurrency: Int = 4
-    /// The most jobs claimed and run in one transaction. Default: 50.
+    /// The most jobs claimed and run in one transaction. Default: 50. Each claim asks for
+    /// fewer when little is waiting: the size starts small, doubles while claims come back
+    /// full, and falls back to twice what the last claim found (see ``BatchSizer``).
     public var batchSize: Int = 50
+    /// Adapt each claim's size to what is ready (see ``batchSize``); false claims `batchSize`
+    /// every time. Default: true.
+    public var adaptiveBatchSize = true
+    /// How long a ready job of a less urgent priority may wait behind a steady stream of more
+    /// urgent ones before part of each full batch goes to it. Default: 60 s; nil: never.
+    public var aging: Duration? = .seconds(60)
     /// How long a claimed job stays leased without a heartbeat. Default: 60 s.
     public var lease: Duration = .seconds(60)
     /// The fallback poll for lost notifications and scheduled retries. Default: 1 s.
@@ -82,6 +90,8 @@ public final class JobWorker: Service, Sendable {
     let logger: Logger
     let bell = Doorbell()
     let claimGate = ClaimGate()
+    let sizer: BatchSizer
+    let urgent = UrgentSlot()
     private let stopping = Atomic<Bool>(false)
     /// The jobs this worker holds in memory right now: the only leases its heartbeat extends.
     /// A job whose claim result or failure record was lost with the connection is not here, so
@@ -97,6 +107,7 @@ public final class JobWorker: Service, Sendable {
         logger: Logger
     ) {
         self.configuration = configuration
+        self.sizer = BatchSizer(maximum: configuration.batchSize, adaptive: configuration.adaptiveBatchSize)
         self.pool = PostgresConnectionPool(
             configuration: database.with(liveness: configuration.liveness), size: configuration.concurrency + 1,
             acquireTimeout: max(configuration.lease, .seconds(10)), logger: logger)
@@ -181,14 +192,18 @@ public final class JobWorker: Service, Sendable {
             let seen = await bell.generation
             let jobs: [Job]
             do {
-                jobs = try await self.pool.withConnection { [configuration, claimGate] connection in
+                jobs = try await self.pool.withConnection { [configuration, claimGate, sizer, urgent] connection in
                     await claimGate.enter()
                     do {
+                        let limit = sizer.next
                         let claimed = try QueueStore.claim(
-                            queues: configuration.queues, limit: configuration.batchSize,
-                            worker: configuration.workerID, lease: configuration.lease, on: connection)
+                            queues: configuration.queues, limit: limit, worker: configuration.workerID,
+                            lease: configuration.lease, aging: configuration.aging,
+                            afterPriority: urgent.skip(for: slot), on: connection)
+                        urgent.claimed(claimed, by: slot)
+                        if !claimed.urgent { sizer.claimed(claimed.jobs.count, of: limit) }
                         await claimGate.leave()
-                        return claimed
+                        return claimed.jobs
                     } catch {
                         await claimGate.leave()
                         throw error
@@ -221,6 +236,7 @@ public final class JobWorker: Service, Sendable {
             held.withLock { $0.formUnion(jobs.map(\.id)) }
             await process(jobs, logger: logger)
             held.withLock { $0.subtract(jobs.map(\.id)) }
+            urgent.finished(by: slot)
             await bell.ring()
         }
     }
@@ -313,15 +329,21 @@ public final class JobWorker: Service, Sendable {
                 var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)] = []
                 // Jobs of set-based handlers wait for their group; the rest run one by one.
                 var groups: [String: [Job]] = [:]
+                var retried = RetriedKeys()
                 for job in ownedJobs {
                     if let handler = handlers[job.kind], handler.handlesBatches, job.payloadProblem == nil {
                         groups[job.kind, default: []].append(job)
+                        continue
+                    }
+                    if retried.blocks(job) {
+                        finished.append((job.id, .deferred, .zero))
                         continue
                     }
                     let jobStarted = ContinuousClock.now
                     let outcome = try await Self.run(
                         job, handler: handlers[job.kind], configuration: configuration, savepoint: savepoints,
                         on: connection, logger: logger)
+                    retried.note(job, outcome)
                     finished.append((job.id, outcome, ContinuousClock.now - jobStarted))
                 }
                 for kind in groups.keys.sorted() {
@@ -355,13 +377,21 @@ public final class JobWorker: Service, Sendable {
                     details: nil, isRetryable: true)
             }
             let share = (ContinuousClock.now - started) / jobs.count
-            return zip(jobs, results).map { job, result in
+            let finished = zip(jobs, results).map { job, result in
                 switch result {
-                case .success(let value): return (job.id, .succeeded(value), share)
+                case .success(let value): return (id: job.id, outcome: QueueStore.Outcome.succeeded(value), duration: share)
                 case .failure(let error):
                     return (job.id, outcome(for: JobFailure.classify(error), job: job, policy: configuration.retryPolicy), share)
                 }
             }
+            // A job that will be retried must not have later jobs of its key run before it:
+            // if the set ran any, it is rolled back and its jobs run one by one.
+            var retried = RetriedKeys()
+            for (job, item) in zip(jobs, finished) {
+                if retried.blocks(job) { throw RetryAheadInSet() }
+                retried.note(job, item.outcome)
+            }
+            return finished
         } catch let error as PostgresError where error.code == .connection || error.code == .transactionAborted {
             throw error
         } catch {
@@ -369,13 +399,38 @@ public final class JobWorker: Service, Sendable {
                 "set-based run failed; running its jobs one by one",
                 metadata: ["error": "\(error)", "jobs.count": "\(jobs.count)", "job.kind": "\(handler.kind)"])
             var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)] = []
+            var retried = RetriedKeys()
             for job in jobs {
+                if retried.blocks(job) {
+                    finished.append((job.id, .deferred, .zero))
+                    continue
+                }
                 let jobStarted = ContinuousClock.now
                 let outcome = try await run(
                     job, handler: handler, configuration: configuration, savepoint: true, on: connection, logger: logger)
+                retried.note(job, outcome)
                 finished.append((job.id, outcome, ContinuousClock.now - jobStarted))
             }
             return finished
+        }
+    }
+
+    /// A set ran a job of a key after an earlier job of that key that will be retried.
+    struct RetryAheadInSet: Error {}
+
+    /// The ordering keys of a batch's jobs that will be retried: a later job of such a key
+    /// must not run in this batch (it would overtake the retry); it goes back to wait.
+    struct RetriedKeys {
+        private var keys = Set<String>()
+
+        func blocks(_ job: Job) -> Bool { job.orderingKey.map(keys.contains) ?? false }
+
+        mutating func note(_ job: Job, _ outcome: QueueStore.Outcome) {
+            guard let key = job.orderingKey else { return }
+            switch outcome {
+            case .retry, .deferred: keys.insert(key)
+            case .succeeded, .failed: break
+            }
         }
     }
 
@@ -459,6 +514,8 @@ public final class JobWorker: Service, Sendable {
             metadata["job.error"] = "\(failure.code)"
             metadata["job.retry_in_ms"] = "\(delay.milliseconds)"
             logger.info("job finished", metadata: metadata)
+        case .deferred:
+            logger.info("job deferred behind an earlier job of its key that will be retried", metadata: metadata)
         }
     }
 
@@ -517,6 +574,11 @@ public final class JobWorker: Service, Sendable {
                         }
                         health.succeeded()
                     }
+                }
+                let released = try await pool.withConnection { connection in try QueueStore.sweep(on: connection) }
+                health.succeeded()
+                if released > 0 {
+                    logger.debug("released held jobs", metadata: ["jobs.released": "\(released)"])
                 }
                 if now - lastRescue >= rescueEvery {
                     lastRescue = now

@@ -11,50 +11,53 @@ import Postgres
 /// Every statement binds its inputs as parameters. The claim reads the partial index of ready
 /// jobs, so its cost depends on the batch, not on how many finished rows the table holds.
 public enum QueueStore {
-    /// Claims up to `limit` ready jobs of `queues` whose time has come, in (priority, run_at, id)
-    /// order, skipping rows other workers hold and any job behind an earlier unfinished job
-    /// with the same ordering key. Claimed jobs become `running`, leased to `worker` for
-    /// `lease`, with their attempt counted now, so that a job that crashes its worker cannot
-    /// be retried forever.
+    /// What one claim took.
+    public struct Claim: Sendable {
+        /// The jobs, in id order.
+        public var jobs: [Job]
+        /// The most urgent priority among them; nil when there are none.
+        public var priority: Int16?
+        /// True when less urgent work was waiting too: the batch took only the urgent jobs.
+        public var urgent: Bool
+    }
+
+    /// Claims up to `limit` ready jobs of `queues` for `worker` (the SQL function
+    /// `queue.claim`, sql/0008): in (priority, fair_seq, id) order, so that organizations take
+    /// turns within a priority; one priority per batch, the most urgent first (skipping
+    /// priorities up to `afterPriority` when it is given); never a job behind an unfinished
+    /// earlier job of its ordering key (that earlier job is claimed instead when it is free,
+    /// and a key head brings its following jobs along); with `aging`, part of a full batch of
+    /// urgent jobs goes to less urgent ones that waited longer. Claimed jobs become `running`,
+    /// leased to `worker` for `lease`, their attempt counted now, so that a job that crashes
+    /// its worker cannot be retried forever.
     public static func claim(
-        queues: [String], limit: Int, worker: String, lease: Duration, on connection: isolated PostgresConnection
-    ) throws(PostgresError) -> [Job] {
+        queues: [String], limit: Int, worker: String, lease: Duration, aging: Duration? = nil,
+        afterPriority: Int16? = nil, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> Claim {
         // One statement per queue: with a single queue the claim walks the partial index in
         // claim order and stops after `limit` rows; `queue = ANY(…)` would sort every ready row.
-        var jobs: [Job] = []
-        for queue in queues where jobs.count < limit {
+        var claim = Claim(jobs: [], priority: nil, urgent: false)
+        for queue in queues where claim.jobs.count < limit {
             let rows = try connection.query(
-                """
-                WITH candidates AS (
-                    SELECT j.id
-                    FROM queue.jobs j
-                    WHERE j.state = 'ready'
-                      AND j.queue = $1
-                      AND j.run_at <= now()
-                      AND (j.ordering_key IS NULL OR NOT EXISTS (
-                            SELECT 1 FROM queue.jobs e
-                            WHERE e.ordering_key = j.ordering_key
-                              AND e.id < j.id
-                              AND e.state IN ('ready', 'running')))
-                    ORDER BY j.priority, j.run_at, j.id
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                )
-                UPDATE queue.jobs j
-                SET state = 'running',
-                    attempts = j.attempts + 1,
-                    locked_by = $3,
-                    locked_until = now() + $4 * interval '1 millisecond',
-                    started_at = clock_timestamp()
-                FROM candidates c
-                WHERE j.id = c.id
-                RETURNING j.id, j.queue, j.kind, j.payload, j.client_id, j.attempts, j.max_attempts,
-                          j.ordering_key, j.created_at
-                """,
-                [queue, limit - jobs.count, worker, lease.milliseconds])
-            for row in rows { jobs.append(try Job(row: row)) }
+                "SELECT * FROM queue.claim($1, $2, $3, $4, $5, $6)",
+                [queue, limit - claim.jobs.count, worker, lease.milliseconds, aging?.milliseconds, afterPriority])
+            for row in rows {
+                claim.jobs.append(try Job(row: row))
+                let priority = try row.decode(Int16.self, "priority")
+                claim.priority = min(claim.priority ?? priority, priority)
+                if try row.decode(Bool.self, "urgent") { claim.urgent = true }
+            }
         }
-        return jobs.sorted { $0.id < $1.id }
+        claim.jobs.sort { $0.id < $1.id }
+        return claim
+    }
+
+    /// Runs the sweeper (`queue.sweep`, sql/0008): jobs whose scheduled time came become
+    /// claimable, and jobs held behind a key whose earlier jobs are all finished are released.
+    /// One worker sweeps at a time; the others return at once. Returns how many it released.
+    @discardableResult
+    public static func sweep(on connection: isolated PostgresConnection) throws(PostgresError) -> Int {
+        try connection.query("SELECT queue.sweep() AS released")[0].decode(Int.self, "released")
     }
 
     /// Locks the given jobs for the rest of the transaction and returns those still leased to
@@ -91,12 +94,16 @@ public enum QueueStore {
         case succeeded(JSONValue)
         case failed(JobFailure)
         case retry(JobFailure, after: Duration)
+        /// Not run: an earlier job of its ordering key in the same batch will be retried. It
+        /// goes back to ready, held behind that job, and the attempt does not count.
+        case deferred
 
         var state: String {
             switch self {
             case .succeeded: "succeeded"
             case .failed: "failed"
             case .retry: "ready"
+            case .deferred: "deferred"
             }
         }
     }
@@ -129,12 +136,23 @@ public enum QueueStore {
                 results.append(nil)
                 errors.append(failure.errorObject)
                 delays.append(delay.milliseconds)
+            case .deferred:
+                results.append(nil)
+                errors.append(nil)
+                delays.append(0)
             }
         }
+        // Finishing a job also releases the next job of its key held behind it (when no other
+        // earlier job of the key is still unfinished); a retry goes back to ready, held until
+        // its backoff ends.
         let rows = try connection.query(
             """
+            WITH done AS (
             UPDATE queue.jobs j
-            SET state = u.state,
+            SET state = CASE WHEN u.state = 'deferred' THEN 'ready' ELSE u.state END,
+                hold = CASE WHEN u.state = 'deferred' THEN 'ordering'
+                            WHEN u.state = 'ready' AND u.delay > 0 THEN 'scheduled' END,
+                attempts = CASE WHEN u.state = 'deferred' THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
                 result = u.result,
                 last_error = coalesce(u.error, j.last_error),
                 errors = CASE WHEN u.error IS NULL THEN j.errors
@@ -143,7 +161,7 @@ public enum QueueStore {
                              'code', u.error -> 'code', 'message', u.error -> 'message')) END,
                 run_at = CASE WHEN u.state = 'ready' THEN now() + u.delay * interval '1 millisecond'
                          ELSE j.run_at END,
-                finished_at = CASE WHEN u.state = 'ready' THEN NULL ELSE clock_timestamp() END,
+                finished_at = CASE WHEN u.state IN ('ready', 'deferred') THEN NULL ELSE clock_timestamp() END,
                 locked_by = NULL,
                 locked_until = NULL
             FROM (SELECT r.id, r.state, nullif(r.result, 'null') AS result, nullif(r.error, 'null') AS error, r.delay
@@ -151,7 +169,21 @@ public enum QueueStore {
                                   jsonb_array_elements($4::jsonb), unnest($5::bigint[]))
                        AS r(id, state, result, error, delay)) u
             WHERE j.id = u.id AND j.locked_by = $6 AND j.state = 'running'
-            RETURNING j.id
+            RETURNING j.id, j.ordering_key, j.state
+            ), released AS (
+                UPDATE queue.jobs n SET hold = NULL
+                FROM (SELECT DISTINCT ordering_key FROM done
+                      WHERE ordering_key IS NOT NULL AND state IN ('succeeded', 'failed')) k
+                WHERE n.id = (SELECT h.id FROM queue.jobs h
+                              WHERE h.ordering_key = k.ordering_key AND h.state = 'ready' AND h.hold = 'ordering'
+                              ORDER BY h.id LIMIT 1)
+                  AND NOT EXISTS (SELECT 1 FROM queue.jobs e
+                                  WHERE e.ordering_key = k.ordering_key AND e.id < n.id
+                                    AND e.state IN ('ready', 'running')
+                                    AND NOT e.id IN (SELECT d.id FROM done d WHERE d.state IN ('succeeded', 'failed')))
+                RETURNING n.id
+            )
+            SELECT id FROM done
             """,
             // The JSON columns travel as one JSON array each (null for none).
             [ids, states, JSONValue.array(results.map { $0 ?? .null }), JSONValue.array(errors.map { $0 ?? .null }),

@@ -202,6 +202,9 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(help: "The job kind.")
     var kind: String = "contact.upsert"
 
+    @Option(help: "The jobs' priority (smaller runs first). Bulk imports default to 10, behind live traffic at 0.")
+    var priority: Int16 = 10
+
     func run() async throws {
         let database = try global.prepare()
         if apiKey != nil, clientID != nil { throw CLIError.usage("--api-key and --client-id exclude each other") }
@@ -239,7 +242,7 @@ struct EnqueueCommand: AsyncParsableCommand {
             throw CLIError.failure("\(problems.count) invalid line(s) in \(file); nothing was enqueued")
         }
         let progress = Progress(total: payloads.count)
-        let (queue, kind, apiKey) = (self.queue, self.kind, self.apiKey)
+        let (queue, kind, apiKey, priority) = (self.queue, self.kind, self.apiKey, self.priority)
         let enqueued = try await withDatabase(database) { [client] connection in
             try await connection.withTransaction { connection in
                 var clientID = client
@@ -255,7 +258,8 @@ struct EnqueueCommand: AsyncParsableCommand {
                 while start < payloads.count {
                     let end = min(start + chunk, payloads.count)
                     let jobs = payloads[start..<end].map {
-                        NewJob.withDefaultOrderingKey(queue: queue, kind: kind, payload: $0.payload, clientID: clientID)
+                        NewJob.withDefaultOrderingKey(
+                            queue: queue, kind: kind, payload: $0.payload, clientID: clientID, priority: priority)
                     }
                     total += try JobProducer.enqueueMany(jobs, on: connection)
                     progress.update(end)
@@ -450,6 +454,21 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .customLong("keep-database"), help: "Keep the scratch database for inspection.")
     var keepDatabase = false
 
+    @Flag(name: .customLong("fixed-batch-size"), help: "Claim --batch-size every time instead of adapting.")
+    var fixedBatchSize = false
+
+    @Flag(help: "Mixed traffic instead: imports of two organizations, live jobs of two others, and a hot key.")
+    var mixed = false
+
+    @Option(name: .customLong("import-jobs"), help: "With --mixed: organization A's import (D's is a tenth).")
+    var importJobs: Int = 200_000
+
+    @Option(name: .customLong("live-rate"), help: "With --mixed: live jobs a second.")
+    var liveRate: Double = 100
+
+    @Option(name: .customLong("hot-key-jobs"), help: "With --mixed: one person's jobs in the hot-key measurement.")
+    var hotKeyJobs: Int = 10_000
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -479,10 +498,25 @@ struct BenchCommand: AsyncParsableCommand {
         options.floorClients = floorClients
         options.floor = !noFloor
         options.keepDatabase = keepDatabase
+        options.fixedBatchSize = fixedBatchSize
+        options.mixedImportJobs = importJobs
+        options.mixedLiveRate = liveRate
+        options.hotKeyJobs = hotKeyJobs
         options.executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
+        if mixed {
+            let progress: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
+            do {
+                let report = try await Bench.mixed(
+                    server: database, options: options, handlers: Handlers.all, logger: logger, progress: progress)
+                print(json ? report.json.jsonText : report.table)
+            } catch let error as PostgresError {
+                throw CLIError.failure(error.description)
+            }
+            return
+        }
         let report: BenchReport
         do {
             report = try await Bench.run(

@@ -17,8 +17,12 @@ struct ScriptedHandler: JobHandler {
     }
 
     func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue {
-        try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES ($1, $2)", [job.id, "in-process"])
-        return try await body(job, connection)
+        let run = try connection.query(
+            "INSERT INTO test_runs (job_id, worker) VALUES ($1, $2) RETURNING id", [job.id, "in-process"]
+        )[0].decode(Int64.self, "id")
+        let result = try await body(job, connection)
+        try connection.execute("UPDATE test_runs SET ended = clock_timestamp() WHERE id = $1", [run])
+        return result
     }
 }
 
@@ -47,7 +51,8 @@ enum QueueTest {
                     """
                     CREATE TABLE test_runs (
                         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                        job_id bigint NOT NULL, worker text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())
+                        job_id bigint NOT NULL, worker text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                        ended timestamptz)
                     """)
             }
             return try await body(configuration, connection)

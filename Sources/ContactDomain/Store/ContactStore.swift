@@ -120,6 +120,8 @@ public enum ContactStore {
     /// one, nil to only release).
     struct IdentifierChange: Sendable, Hashable {
         var definitionID: UUID
+        /// The value the customer held before, as the unique index compares it.
+        var oldKey: String?
         var newKey: String?
     }
 
