@@ -15,8 +15,8 @@ public struct BenchOptions: Sendable {
     public var jobs = 20_000
     /// Worker batches in flight (and pgbench clients for the floor). Default: 4.
     public var concurrency = 4
-    /// Jobs per worker transaction. Default: 50.
-    public var batchSize = 50
+    /// The most jobs per worker transaction. Default: 300.
+    public var batchSize = 300
     /// Jobs fed one at a time to an idle worker for the latency figures. Default: 200.
     public var latencySamples = 200
     /// Worker process counts for the scaling table (empty: skip). Example: [1, 2, 4].
@@ -303,9 +303,11 @@ public enum Bench {
 
     static func enqueue(_ payloads: [JSONValue], queue: String, kind: String, on c: PostgresConnection) async throws {
         // As `upsert-worker enqueue` does.
-        let jobs = payloads.map { NewJob.withDefaultOrderingKey(queue: queue, kind: kind, payload: $0) }
         try await c.run { c in
-            try await c.withTransaction { c in _ = try JobProducer.enqueueMany(jobs, on: c) }
+            try await c.withTransaction { c in
+                let jobs = try ContactJobs.newJobs(payloads, queue: queue, kind: kind, on: c)
+                _ = try JobProducer.enqueueMany(jobs, on: c)
+            }
         }
     }
 
@@ -382,11 +384,9 @@ public enum Bench {
         _ workload: Workload, samples: Int, _ database: PostgresConfiguration, _ handlers: [any JobHandler],
         _ logger: Logger, on c: PostgresConnection
     ) async throws -> (BenchReport.Percentiles, BenchReport.Percentiles) {
+        // The worker's default settings, as `upsert-worker run` starts it.
         var configuration = WorkerConfiguration()
         configuration.queues = ["latency"]
-        configuration.concurrency = 1
-        configuration.batchSize = 10
-        configuration.pollInterval = .seconds(5)
         let worker = JobWorker(configuration: configuration, database: database, handlers: handlers, logger: logger)
         let running = Task { try await worker.run() }
         try await Task.sleep(for: .milliseconds(300))

@@ -80,6 +80,17 @@ struct Workload {
             INSERT INTO crm.contacts (id, client_id, customer_id, channel_id, platform, phone, name)
             SELECT contact, $1, customer, $2, 'whatsapp', phone, 'Person ' || g FROM people
             """, [client, channel, customers])
+        // Their identifier values too: a CRM in use has them, and statistics taken on an empty
+        // identifier table would let the planner scan it once per lookup.
+        try c.execute(
+            """
+            WITH definition AS (
+                INSERT INTO crm.custom_field_definitions (client_id, key, field_type, is_identifier)
+                VALUES ($1, 'rut', 'text', true) RETURNING id
+            )
+            INSERT INTO crm.customer_identifiers (client_id, definition_id, identifier_key, customer_id)
+            SELECT $1, definition.id, 'bg-' || c.id, c.id FROM crm.customers c, definition WHERE c.client_id = $1
+            """, [client])
         try c.executeScript("ANALYZE crm.customers; ANALYZE crm.contacts; ANALYZE crm.customer_identifiers")
     }
 

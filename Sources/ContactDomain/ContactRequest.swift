@@ -356,8 +356,11 @@ extension ContactRequest {
     }
 
     /// The person a payload names, read cheaply (no full validation): the key of the lock that
-    /// serializes every job of one person. Nil when the payload names no valid identity.
-    public static func identityLockKey(_ payload: JSONValue) -> String? {
+    /// serializes every job of one person of `organization` (all of them across channels, so
+    /// that the same person writing to two of its numbers resolves to one customer). Without
+    /// an organization ('' : its channel is unknown) the lock covers the number in every
+    /// organization. Nil when the payload names no valid identity.
+    public static func identityLockKey(_ payload: JSONValue, organization: String = "") -> String? {
         guard case .object(let object) = payload, case .string(let channel)? = object["channel"],
             let platform = Platform(rawValue: channel)
         else { return nil }
@@ -365,7 +368,7 @@ extension ContactRequest {
             guard case .string(let phone)? = object["contact_phone_number"],
                 case .success(let number) = PhoneNumber.parse(phone)
             else { return nil }
-            return "crm.phone:\(number.matchKey)"
+            return "crm.phone:\(organization):\(number.matchKey)"
         }
         guard case .string(let channelID)? = object["channel_id"], SeedUUID.matches(channelID),
             case .string(let user)? = object["external_user_id"]

@@ -203,12 +203,14 @@ public struct ContactUpsertHandler: JobHandler {
     }
 
     /// The locks a job takes (the worker takes them for a whole batch up front, in one order):
-    /// one per person, by phone match key on the WhatsApp platforms (so the same person
-    /// writing to two of the client's numbers resolves to one customer) or by channel and
-    /// external user id on webchat. (Identifier values are not locked: which fields are
-    /// identifiers depends on the client, and the unique index settles their races.)
+    /// one per person, by organization (the job's fairness key, resolved at enqueue) and phone
+    /// match key on the WhatsApp platforms (so the same person writing to two of the client's
+    /// numbers resolves to one customer, while the same number in another organization, a
+    /// different customer, never waits for it) or by channel and external user id on webchat.
+    /// (Identifier values are not locked: which fields are identifiers depends on the client,
+    /// and the unique index settles their races.)
     public func lockKeys(for job: Job) -> [String] {
-        ContactRequest.identityLockKey(job.payload).map { [$0] } ?? []
+        ContactRequest.identityLockKey(job.payload, organization: job.fairnessKey).map { [$0] } ?? []
     }
 }
 
@@ -222,5 +224,54 @@ extension NewJob {
         NewJob(
             queue: queue, kind: kind, payload: payload, clientID: clientID,
             orderingKey: kind == "contact.upsert" ? ContactRequest.orderingKey(payload) : nil, priority: priority)
+    }
+}
+
+/// Builds the jobs of a bulk enqueue with every key the table's triggers would compute, so
+/// that a COPY of a million rows leaves them nothing to do per row.
+public enum ContactJobs {
+    /// `contact.upsert` jobs (or jobs of `kind`) for `payloads`: each with its ordering key,
+    /// and its fairness key: `clientID` when given, else the organization of the channel the
+    /// payload names, resolved with one query for all the distinct channels of the input
+    /// (through `crm.payload_channel_client`, which a producer may call).
+    public static func newJobs(
+        _ payloads: [JSONValue], queue: String, kind: String = "contact.upsert", clientID: UUID? = nil,
+        priority: Int16 = 0, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> [NewJob] {
+        var jobs = payloads.map {
+            NewJob.withDefaultOrderingKey(queue: queue, kind: kind, payload: $0, clientID: clientID, priority: priority)
+        }
+        guard clientID == nil, kind == "contact.upsert" else { return jobs }
+        // One probe per distinct channel reference, not per row.
+        var references: [String: JSONValue] = [:]
+        var keys: [String?] = []
+        for payload in payloads {
+            let reference = channelReference(payload)
+            keys.append(reference?.key)
+            if let reference, references[reference.key] == nil { references[reference.key] = reference.probe }
+        }
+        let ordered = Array(references)
+        guard !ordered.isEmpty else { return jobs }
+        let rows = try connection.query(
+            """
+            SELECT crm.payload_channel_client(p) AS client FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(p, n)
+            ORDER BY n
+            """, [JSONValue.array(ordered.map(\.value))])
+        var clients: [String: String] = [:]
+        for (entry, row) in zip(ordered, rows) {
+            if let client = try row.decode(UUID?.self, "client") { clients[entry.key] = PostgresUUID.string(client) }
+        }
+        for index in jobs.indices {
+            jobs[index].fairnessKey = keys[index].flatMap { clients[$0] }
+        }
+        return jobs
+    }
+
+    /// The channel a payload names, as a key and as the smallest payload that names it.
+    static func channelReference(_ payload: JSONValue) -> (key: String, probe: JSONValue)? {
+        guard case .object(let object) = payload, case .string(let channel)? = object["channel"] else { return nil }
+        let field = channel == "webchat" ? "channel_id" : "channel_phone_number"
+        guard case .string(let reference)? = object[field] else { return nil }
+        return (channel + "|" + reference, .object(["channel": .string(channel), field: .string(reference)]))
     }
 }

@@ -1,16 +1,25 @@
 import Synchronization
 
-/// Wakes idle worker slots: rung by a notification, the fallback poll, a finished batch or
-/// shutdown.
+/// Wakes idle worker slots: rung by a notification, the fallback poll, a claim that found
+/// work, a finished batch, or shutdown.
 ///
 /// A slot reads ``generation`` before it looks for work and passes it to ``wait(after:)``; a
-/// ring that happened in between returns at once, so no wake-up is ever lost.
+/// ring that happened in between returns at once, so no wake-up is ever lost. A ring wakes one
+/// waiting slot, not all of them: a slot whose claim found work rings again, so a burst wakes
+/// as many slots as it needs, and a single job wakes one slot instead of sending every slot to
+/// the claim at once. Shutdown wakes them all (``ringAll()``).
 actor Doorbell {
     private(set) var generation: UInt64 = 0
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
-    /// Wakes every waiting slot.
+    /// Wakes one waiting slot (the one waiting longest).
     func ring() {
+        generation &+= 1
+        if !waiters.isEmpty { waiters.removeFirst().resume() }
+    }
+
+    /// Wakes every waiting slot.
+    func ringAll() {
         generation &+= 1
         let woken = waiters
         waiters.removeAll()
@@ -50,33 +59,31 @@ actor ClaimGate {
     }
 }
 
-/// The size of the next claim: small when little is waiting, growing toward the maximum on a
-/// backlog.
+/// The size of a slot's next claim: small when little is waiting, growing toward the maximum
+/// on a backlog.
 ///
-/// It starts at 8 (or the maximum, if smaller), doubles after every claim that came back full,
+/// It starts at 8 (or the maximum, if smaller), grows fourfold after every claim that came back full,
 /// and after one that did not, falls to twice what it found. An idle worker's claims stay
 /// small; a backlog reaches full batches within a few claims, and a burst of moderate size is
-/// spread over the slots instead of landing whole in the first one.
-final class BatchSizer: Sendable {
+/// spread over the slots instead of landing whole in the first one. Each slot keeps its own,
+/// so that one slot finding nothing (the rest of the queue waits behind what another slot
+/// runs) does not shrink the others'.
+struct BatchSizer {
     let maximum: Int
     let minimum: Int
-    private let current: Mutex<Int>
+    /// The limit for the next claim.
+    private(set) var next: Int
 
     /// A sizer growing toward `maximum`; one that is not `adaptive` always answers `maximum`.
     init(maximum: Int, adaptive: Bool = true) {
         self.maximum = max(1, maximum)
         self.minimum = adaptive ? min(8, self.maximum) : self.maximum
-        self.current = Mutex(self.minimum)
+        self.next = self.minimum
     }
 
-    /// The limit for the next claim.
-    var next: Int { current.withLock { $0 } }
-
     /// Records what a claim with `limit` found.
-    func claimed(_ count: Int, of limit: Int) {
-        current.withLock { size in
-            size = count >= limit ? min(maximum, max(size, limit) * 2) : max(minimum, min(maximum, count * 2))
-        }
+    mutating func claimed(_ count: Int, of limit: Int) {
+        next = count >= limit ? min(maximum, max(next, limit) * 4) : max(minimum, min(maximum, count * 2))
     }
 }
 

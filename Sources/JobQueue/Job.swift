@@ -32,6 +32,8 @@ public struct Job: Sendable {
     public let maxAttempts: Int
     /// The key that serializes this job with others, if any.
     public let orderingKey: String?
+    /// The group the job takes turns in (its organization), '' for none.
+    public let fairnessKey: String
     /// When the job was enqueued.
     public let createdAt: Date
     /// Why the stored payload could not be read (nested deeper than the worker accepts, say);
@@ -43,7 +45,8 @@ public struct Job: Sendable {
 
     public init(
         id: Int64, queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, attempt: Int = 1,
-        maxAttempts: Int = 10, orderingKey: String? = nil, createdAt: Date = Date(), payloadProblem: String? = nil
+        maxAttempts: Int = 10, orderingKey: String? = nil, fairnessKey: String = "", createdAt: Date = Date(),
+        payloadProblem: String? = nil
     ) {
         self.id = id
         self.queue = queue
@@ -53,6 +56,7 @@ public struct Job: Sendable {
         self.attempt = attempt
         self.maxAttempts = maxAttempts
         self.orderingKey = orderingKey
+        self.fairnessKey = fairnessKey
         self.createdAt = createdAt
         self.payloadProblem = payloadProblem
     }
@@ -75,6 +79,7 @@ public struct Job: Sendable {
             attempt: try row.decode(Int.self, "attempts"),
             maxAttempts: try row.decode(Int.self, "max_attempts"),
             orderingKey: try row.decode(String?.self, "ordering_key"),
+            fairnessKey: try row.decode(String.self, "fairness_key"),
             createdAt: try row.decode(Date.self, "created_at"),
             payloadProblem: problem)
     }

@@ -15,10 +15,10 @@ public struct WorkerConfiguration: Sendable {
     public var queues: [String] = ["contacts"]
     /// Batches in flight at once, each on its own connection. Default: 4.
     public var concurrency: Int = 4
-    /// The most jobs claimed and run in one transaction. Default: 50. Each claim asks for
+    /// The most jobs claimed and run in one transaction. Default: 300. Each claim asks for
     /// fewer when little is waiting: the size starts small, doubles while claims come back
     /// full, and falls back to twice what the last claim found (see ``BatchSizer``).
-    public var batchSize: Int = 50
+    public var batchSize: Int = 300
     /// Adapt each claim's size to what is ready (see ``batchSize``); false claims `batchSize`
     /// every time. Default: true.
     public var adaptiveBatchSize = true
@@ -90,7 +90,6 @@ public final class JobWorker: Service, Sendable {
     let logger: Logger
     let bell = Doorbell()
     let claimGate = ClaimGate()
-    let sizer: BatchSizer
     let urgent = UrgentSlot()
     private let stopping = Atomic<Bool>(false)
     /// The jobs this worker holds in memory right now: the only leases its heartbeat extends.
@@ -107,7 +106,6 @@ public final class JobWorker: Service, Sendable {
         logger: Logger
     ) {
         self.configuration = configuration
-        self.sizer = BatchSizer(maximum: configuration.batchSize, adaptive: configuration.adaptiveBatchSize)
         self.pool = PostgresConnectionPool(
             configuration: database.with(liveness: configuration.liveness), size: configuration.concurrency + 1,
             acquireTimeout: max(configuration.lease, .seconds(10)), logger: logger)
@@ -121,7 +119,7 @@ public final class JobWorker: Service, Sendable {
     public func stop() {
         stopping.store(true, ordering: .sequentiallyConsistent)
         listenerBox.withLock { $0 }?.wakeUp()
-        Task { await bell.ring() }
+        Task { await bell.ringAll() }
     }
 
     var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
@@ -188,27 +186,30 @@ public final class JobWorker: Service, Sendable {
 
     private func slotLoop(slot: Int, logger: Logger) async {
         var failures = 0
+        var sizer = BatchSizer(maximum: configuration.batchSize, adaptive: configuration.adaptiveBatchSize)
         while !isStopping {
             let seen = await bell.generation
             let jobs: [Job]
             do {
-                jobs = try await self.pool.withConnection { [configuration, claimGate, sizer, urgent] connection in
+                let limit = sizer.next
+                let claimed = try await self.pool.withConnection { [configuration, claimGate, urgent] connection in
                     await claimGate.enter()
                     do {
-                        let limit = sizer.next
                         let claimed = try QueueStore.claim(
                             queues: configuration.queues, limit: limit, worker: configuration.workerID,
                             lease: configuration.lease, aging: configuration.aging,
-                            afterPriority: urgent.skip(for: slot), on: connection)
+                            afterPriority: urgent.skip(for: slot), urgentFill: max(8, configuration.batchSize / 2),
+                            on: connection)
                         urgent.claimed(claimed, by: slot)
-                        if !claimed.urgent { sizer.claimed(claimed.jobs.count, of: limit) }
                         await claimGate.leave()
-                        return claimed.jobs
+                        return claimed
                     } catch {
                         await claimGate.leave()
                         throw error
                     }
                 }
+                if !claimed.urgent { sizer.claimed(claimed.jobs.count, of: limit) }
+                jobs = claimed.jobs
                 failures = 0
                 health.succeeded()
             } catch {
@@ -234,6 +235,7 @@ public final class JobWorker: Service, Sendable {
                 continue
             }
             held.withLock { $0.formUnion(jobs.map(\.id)) }
+            await bell.ring()  // there may be more: the next idle slot looks
             await process(jobs, logger: logger)
             held.withLock { $0.subtract(jobs.map(\.id)) }
             urgent.finished(by: slot)

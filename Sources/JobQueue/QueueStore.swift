@@ -26,21 +26,23 @@ public enum QueueStore {
     /// turns within a priority; one priority per batch, the most urgent first (skipping
     /// priorities up to `afterPriority` when it is given); never a job behind an unfinished
     /// earlier job of its ordering key (that earlier job is claimed instead when it is free,
-    /// and a key head brings its following jobs along); with `aging`, part of a full batch of
+    /// and a key head brings its following jobs along); a batch of urgent jobs taken while
+    /// less urgent ones wait is topped up with those to `urgentFill`; with `aging`, part of a full batch of
     /// urgent jobs goes to less urgent ones that waited longer. Claimed jobs become `running`,
     /// leased to `worker` for `lease`, their attempt counted now, so that a job that crashes
     /// its worker cannot be retried forever.
     public static func claim(
         queues: [String], limit: Int, worker: String, lease: Duration, aging: Duration? = nil,
-        afterPriority: Int16? = nil, on connection: isolated PostgresConnection
+        afterPriority: Int16? = nil, urgentFill: Int? = nil, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Claim {
         // One statement per queue: with a single queue the claim walks the partial index in
         // claim order and stops after `limit` rows; `queue = ANY(…)` would sort every ready row.
         var claim = Claim(jobs: [], priority: nil, urgent: false)
         for queue in queues where claim.jobs.count < limit {
             let rows = try connection.query(
-                "SELECT * FROM queue.claim($1, $2, $3, $4, $5, $6)",
-                [queue, limit - claim.jobs.count, worker, lease.milliseconds, aging?.milliseconds, afterPriority])
+                "SELECT * FROM queue.claim($1, $2, $3, $4, $5, $6, $7)",
+                [queue, limit - claim.jobs.count, worker, lease.milliseconds, aging?.milliseconds, afterPriority,
+                 urgentFill])
             for row in rows {
                 claim.jobs.append(try Job(row: row))
                 let priority = try row.decode(Int16.self, "priority")

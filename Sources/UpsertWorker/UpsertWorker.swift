@@ -98,8 +98,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Batches in flight at once, each on its own connection.")
     var concurrency: Int = 4
 
-    @Option(name: .customLong("batch-size"), help: "Jobs claimed and run per transaction.")
-    var batchSize: Int = 50
+    @Option(name: .customLong("batch-size"), help: "The most jobs claimed and run per transaction (claims adapt to what is ready).")
+    var batchSize: Int = 300
 
     @Option(help: "Seconds a claimed job stays locked without a heartbeat.")
     var lease: Double = 60
@@ -118,6 +118,9 @@ struct RunCommand: AsyncParsableCommand {
         help: "Seconds a statement of the worker may run before the server cancels it (default: the lease; 0: the server's).")
     var statementTimeout: Double?
 
+    @Option(help: "Seconds a less urgent job may wait behind more urgent ones before it gets part of each full batch (0: never).")
+    var aging: Double = 60
+
     @Flag(help: "Exit 0 once no job is ready to run now or running.")
     var drain = false
 
@@ -127,6 +130,7 @@ struct RunCommand: AsyncParsableCommand {
         guard lease >= 1, lease.isFinite else { throw ValidationError("--lease must be at least 1 second") }
         guard pollInterval > 0, pollInterval.isFinite else { throw ValidationError("--poll-interval must be positive") }
         guard gracePeriod >= 0, gracePeriod.isFinite else { throw ValidationError("--grace-period must be >= 0") }
+        guard aging >= 0, aging.isFinite else { throw ValidationError("--aging must be >= 0") }
         if let statementTimeout {
             guard statementTimeout >= 0, statementTimeout.isFinite else {
                 throw ValidationError("--statement-timeout must be >= 0")
@@ -157,6 +161,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.retryPolicy.maximum = .milliseconds(Int64(maxRetryDelay * 1000))
         configuration.drain = drain
         configuration.statementTimeout = statementTimeout.map { .milliseconds(Int64($0 * 1000)) }
+        configuration.aging = aging > 0 ? .milliseconds(Int64(aging * 1000)) : nil
         let worker = JobWorker(
             configuration: configuration, database: database, handlers: Handlers.all, logger: logger)
         let group = ServiceGroup(
@@ -257,10 +262,9 @@ struct EnqueueCommand: AsyncParsableCommand {
                 var start = 0
                 while start < payloads.count {
                     let end = min(start + chunk, payloads.count)
-                    let jobs = payloads[start..<end].map {
-                        NewJob.withDefaultOrderingKey(
-                            queue: queue, kind: kind, payload: $0.payload, clientID: clientID, priority: priority)
-                    }
+                    let jobs = try ContactJobs.newJobs(
+                        payloads[start..<end].map(\.payload), queue: queue, kind: kind, clientID: clientID,
+                        priority: priority, on: connection)
                     total += try JobProducer.enqueueMany(jobs, on: connection)
                     progress.update(end)
                     start = end
@@ -420,7 +424,7 @@ struct BenchCommand: AsyncParsableCommand {
     var concurrency: Int = 4
 
     @Option(name: .customLong("batch-size"), help: "Jobs per worker transaction.")
-    var batchSize: Int = 50
+    var batchSize: Int = 300
 
     @Option(name: .customLong("latency-samples"), help: "Jobs fed one at a time to an idle worker.")
     var latencySamples: Int = 200
@@ -506,8 +510,12 @@ struct BenchCommand: AsyncParsableCommand {
             ?? CommandLine.arguments[0]
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
+        let started = Date()
+        let progress: @Sendable (String) -> Void = { message in
+            let seconds = String(format: "%6.1f", Date().timeIntervalSince(started))
+            FileHandle.standardError.write(Data("bench [\(seconds) s]: \(message)\n".utf8))
+        }
         if mixed {
-            let progress: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
             do {
                 let report = try await Bench.mixed(
                     server: database, options: options, handlers: Handlers.all, logger: logger, progress: progress)
@@ -521,7 +529,7 @@ struct BenchCommand: AsyncParsableCommand {
         do {
             report = try await Bench.run(
                 server: database, options: options, handlers: Handlers.all, logger: logger,
-                progress: { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) })
+                progress: progress)
         } catch let error as PostgresError {
             throw CLIError.failure(error.description)
         }
