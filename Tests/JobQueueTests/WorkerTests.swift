@@ -171,29 +171,29 @@ struct WorkerTests {
         }
     }
 
-    @Test("an idle worker starts a job within 50 ms of its INSERT (LISTEN/NOTIFY, not polling)")
+    @Test("an idle worker starts each new job on its notification, long before any poll could")
     func notifyWakesIdleWorker() async throws {
         try await QueueTest.withDatabase { database, connection in
             var configuration = QueueTest.configuration(drain: false)
-            configuration.pollInterval = .seconds(30)  // the poll cannot be what wakes it
+            // Neither the fallback poll nor housekeeping (a third of the lease) comes round in
+            // the time allowed below: only the notification can wake the worker. How fast it
+            // does is the bench's to measure (`bench`: idle enqueue-to-start).
+            configuration.pollInterval = .seconds(60)
+            configuration.lease = .seconds(60)
             let worker = JobWorker(
                 configuration: configuration, database: database, handlers: [NoopHandler()], logger: QueueTest.logger)
             let running = Task { try await worker.run() }
-            try await Task.sleep(for: .milliseconds(500))
-            var latencies: [Double] = []
-            for _ in 0..<5 {
+            try await Task.sleep(for: .milliseconds(300))
+            for n in 1...5 {
                 try await QueueTest.enqueue(1, kind: "queue.noop", on: connection)
-                try await Task.sleep(for: .milliseconds(300))
-            }
-            latencies = try await connection.run { c in
-                try c.query(
-                    "SELECT extract(epoch FROM started_at - created_at) * 1000 AS ms FROM queue.jobs ORDER BY id"
-                ).map { try $0.decode(Double.self, "ms") }
+                let started = try await eventually(timeout: .seconds(3)) {
+                    try await QueueTest.scalar(
+                        "SELECT count(*) FROM queue.jobs WHERE state = 'succeeded'", Int.self, on: connection) == n
+                }
+                #expect(started, "job \(n) was not worked within 3 s of its INSERT")
             }
             worker.stop()
             try await running.value
-            #expect(latencies.count == 5)
-            #expect(latencies.allSatisfy { $0 < 50 }, "enqueue-to-start latencies (ms): \(latencies)")
         }
     }
 
