@@ -335,8 +335,8 @@ public enum Bench {
     /// organization's rows stay, and the tables are vacuumed and analyzed as autovacuum would.
     static func resetCRM(_ c: PostgresConnection, _ workload: Workload) async throws {
         try await c.run { c in
-            for table in ["crm.customer_identifiers", "crm.contacts", "crm.customers"] {
-                try c.execute("DELETE FROM \(table) WHERE client_id = $1", [workload.client])
+            for table: StaticString in ["crm.customer_identifiers", "crm.contacts", "crm.customers"] {
+                try c.execute("DELETE FROM \(sql: table) WHERE client_id = \(workload.client)")
             }
             try c.executeScript("VACUUM ANALYZE crm.customer_identifiers, crm.contacts, crm.customers")
         }
@@ -393,7 +393,7 @@ public enum Bench {
         let payloads = workload.payloads(samples, seed: 7)
         for payload in payloads {
             try await c.run { c in
-                try c.execute("INSERT INTO queue.jobs (queue, payload) VALUES ('latency', $1::jsonb)", [payload])
+                try c.execute("INSERT INTO queue.jobs (queue, payload) VALUES ('latency', \(payload)::jsonb)")
             }
             try await Task.sleep(for: .milliseconds(15))
         }
@@ -461,8 +461,8 @@ public enum Bench {
             try c.execute(
                 """
                 INSERT INTO queue.jobs (queue, kind, payload, state, attempts, finished_at)
-                SELECT 'claimcheck-done', 'queue.noop', '{}', 'succeeded', 1, now() FROM generate_series(1, $1)
-                """, [finishedRows])
+                SELECT 'claimcheck-done', 'queue.noop', '{}', 'succeeded', 1, now() FROM generate_series(1, \(finishedRows))
+                """)
             try c.executeScript("VACUUM ANALYZE queue.jobs")
         }
         let full = try await timeClaims()

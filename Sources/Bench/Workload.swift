@@ -35,25 +35,23 @@ struct Workload {
 
     /// Creates the organization's rows.
     func load(on c: isolated PostgresConnection) throws {
-        try c.execute("INSERT INTO crm.clients (id, name) VALUES ($1, $2)", [client, name])
+        try c.execute("INSERT INTO crm.clients (id, name) VALUES (\(client), \(name))")
         for channel in channels {
             try c.execute(
-                "INSERT INTO crm.channels (id, client_id, platform, phone_number) VALUES ($1, $2, $3, $4)",
-                [channel.id, client, channel.platform, channel.phone])
+                "INSERT INTO crm.channels (id, client_id, platform, phone_number) VALUES (\(channel.id), \(client), \(channel.platform), \(channel.phone))")
         }
         for (i, stage) in stages.enumerated() {
-            try c.execute("INSERT INTO crm.stages (id, client_id, name, position) VALUES ($1, $2, $3, $4)",
-                          [stage, client, "Stage \(i)", i])
+            try c.execute("INSERT INTO crm.stages (id, client_id, name, position) VALUES (\(stage), \(client), \("Stage \(i)"), \(i))")
         }
         for (i, agent) in agents.enumerated() {
-            try c.execute("INSERT INTO crm.team_members (id, client_id, name) VALUES ($1, $2, $3)", [agent, client, "Agent \(i)"])
+            try c.execute("INSERT INTO crm.team_members (id, client_id, name) VALUES (\(agent), \(client), \("Agent \(i)"))")
         }
         try c.execute(
             """
             INSERT INTO crm.custom_field_definitions (client_id, key, field_type, options, is_identifier) VALUES
-                ($1, 'rut', 'text', NULL, true), ($1, 'budget', 'number', NULL, false),
-                ($1, 'plan', 'options', '["Free","Pro","Enterprise"]', false), ($1, 'visit_date', 'date', NULL, false)
-            """, [client])
+                (\(client), 'rut', 'text', NULL, true), (\(client), 'budget', 'number', NULL, false),
+                (\(client), 'plan', 'options', '["Free","Pro","Enterprise"]', false), (\(client), 'visit_date', 'date', NULL, false)
+            """)
     }
 
     /// Another organization's customers and contacts, already in the CRM and analyzed, as in
@@ -61,36 +59,35 @@ struct Workload {
     /// realistic size with real statistics, not empty tables whose plans change as they fill.
     func loadBackground(customers: Int, on c: isolated PostgresConnection) throws {
         let client = UUID(), channel = UUID()
-        try c.execute("INSERT INTO crm.clients (id, name) VALUES ($1, 'Background Org')", [client])
+        try c.execute("INSERT INTO crm.clients (id, name) VALUES (\(client), 'Background Org')")
         try c.execute(
-            "INSERT INTO crm.channels (id, client_id, platform, phone_number) VALUES ($1, $2, 'whatsapp', '+56223459999')",
-            [channel, client])
+            "INSERT INTO crm.channels (id, client_id, platform, phone_number) VALUES (\(channel), \(client), 'whatsapp', '+56223459999')")
         try c.execute(
             """
             WITH people AS (
                 SELECT g, gen_random_uuid() AS customer, gen_random_uuid() AS contact,
                        '+5698' || lpad(g::text, 7, '0') AS phone
-                FROM generate_series(1, $3::int) AS g
+                FROM generate_series(1, \(customers)::int) AS g
             ), customers AS (
                 INSERT INTO crm.customers (id, client_id, name, email, phone, meta_data)
-                SELECT customer, $1, 'Person ' || g, 'person' || g || '@example.org', phone,
+                SELECT customer, \(client), 'Person ' || g, 'person' || g || '@example.org', phone,
                        jsonb_build_object('source', 'import', 'n', g)
                 FROM people
             )
             INSERT INTO crm.contacts (id, client_id, customer_id, channel_id, platform, phone, name)
-            SELECT contact, $1, customer, $2, 'whatsapp', phone, 'Person ' || g FROM people
-            """, [client, channel, customers])
+            SELECT contact, \(client), customer, \(channel), 'whatsapp', phone, 'Person ' || g FROM people
+            """)
         // Their identifier values too: a CRM in use has them, and statistics taken on an empty
         // identifier table would let the planner scan it once per lookup.
         try c.execute(
             """
             WITH definition AS (
                 INSERT INTO crm.custom_field_definitions (client_id, key, field_type, is_identifier)
-                VALUES ($1, 'rut', 'text', true) RETURNING id
+                VALUES (\(client), 'rut', 'text', true) RETURNING id
             )
             INSERT INTO crm.customer_identifiers (client_id, definition_id, identifier_key, customer_id)
-            SELECT $1, definition.id, 'bg-' || c.id, c.id FROM crm.customers c, definition WHERE c.client_id = $1
-            """, [client])
+            SELECT \(client), definition.id, 'bg-' || c.id, c.id FROM crm.customers c, definition WHERE c.client_id = \(client)
+            """)
         try c.executeScript("ANALYZE crm.customers; ANALYZE crm.contacts; ANALYZE crm.customer_identifiers")
     }
 

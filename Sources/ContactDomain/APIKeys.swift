@@ -13,6 +13,6 @@ public enum APIKeys {
     public static func client(forKey key: String, on connection: isolated PostgresConnection) throws(PostgresError)
         -> UUID?
     {
-        try connection.query("SELECT crm.api_key_client($1) AS client_id", [key]).first?.decode(UUID?.self, "client_id") ?? nil
+        try connection.query("SELECT crm.api_key_client(\(key)) AS client_id").first?.decode(UUID?.self, "client_id") ?? nil
     }
 }

@@ -254,9 +254,9 @@ public enum ContactJobs {
         guard !ordered.isEmpty else { return jobs }
         let rows = try connection.query(
             """
-            SELECT crm.payload_channel_client(p) AS client FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(p, n)
+            SELECT crm.payload_channel_client(p) AS client FROM jsonb_array_elements(\(JSONValue.array(ordered.map(\.value)))::jsonb) WITH ORDINALITY AS x(p, n)
             ORDER BY n
-            """, [JSONValue.array(ordered.map(\.value))])
+            """)
         var clients: [String: String] = [:]
         for (entry, row) in zip(ordered, rows) {
             if let client = try row.decode(UUID?.self, "client") { clients[entry.key] = PostgresUUID.string(client) }

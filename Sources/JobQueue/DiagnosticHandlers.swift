@@ -28,7 +28,7 @@ public struct SleepHandler: JobHandler {
             if case .number(let n) = value { return n.intValue }
             return nil
         } ?? 100
-        try connection.execute("SELECT pg_sleep($1::float8 / 1000)", [milliseconds])
+        try connection.execute("SELECT pg_sleep(\(milliseconds)::float8 / 1000)")
         return ["slept_ms": .number(JSONNumber(milliseconds))]
     }
 }

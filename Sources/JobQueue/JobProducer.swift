@@ -20,15 +20,13 @@ public enum JobProducer {
             """
             INSERT INTO queue.jobs (queue, kind, payload, client_id, idempotency_key, ordering_key, priority,
                                     run_at, max_attempts, fairness_key)
-            VALUES ($1, $2, $3::jsonb, $4::uuid, $5, $6, $7, coalesce($8::timestamptz, now()), $9, $10)
+            VALUES (\(job.queue), \(job.kind), \(job.payload)::jsonb, \(job.clientID)::uuid, \(job.idempotencyKey), \(job.orderingKey), \(job.priority), coalesce(\(job.runAt)::timestamptz, now()), \(job.maxAttempts), \(job.fairnessKey ?? ""))
             ON CONFLICT DO NOTHING
             RETURNING id
-            """,
-            [job.queue, job.kind, job.payload, job.clientID, job.idempotencyKey, job.orderingKey, job.priority,
-             job.runAt, job.maxAttempts, job.fairnessKey ?? ""])
+            """)
         if let row = inserted.first { return try row.decode(Int64.self, "id") }
         let existing = try connection.query(
-            "SELECT id FROM queue.jobs WHERE queue = $1 AND idempotency_key = $2", [job.queue, job.idempotencyKey])
+            "SELECT id FROM queue.jobs WHERE queue = \(job.queue) AND idempotency_key = \(job.idempotencyKey)")
         guard let row = existing.first else {
             throw PostgresError(code: .protocolViolation, message: "the job was neither inserted nor found")
         }
@@ -49,7 +47,7 @@ public enum JobProducer {
     {
         guard !jobs.isEmpty else { return 0 }
         let places = try places(for: jobs, on: connection)
-        let columns =
+        let columns: StaticString =
             "queue, kind, payload, client_id, idempotency_key, ordering_key, priority, run_at, max_attempts, fairness_key, fair_seq"
         let rows = jobs.indices.lazy.map { i -> [String?] in
             let job = jobs[i]
@@ -72,8 +70,8 @@ public enum JobProducer {
         try connection.copyFrom("COPY enqueue_staging (\(columns)) FROM STDIN", rows: rows)
         let inserted = try connection.execute(
             """
-            INSERT INTO queue.jobs (\(columns))
-            SELECT \(columns) FROM enqueue_staging ORDER BY seq
+            INSERT INTO queue.jobs (\(sql: columns))
+            SELECT \(sql: columns) FROM enqueue_staging ORDER BY seq
             ON CONFLICT DO NOTHING
             """)
         try connection.executeScript("TRUNCATE enqueue_staging")
@@ -104,8 +102,7 @@ public enum JobProducer {
                 place = known
             } else {
                 place = try connection.query(
-                    "SELECT queue.next_fair_seq($1, $2::smallint, $3) AS place", [group.queue, group.priority, group.key]
-                )[0].decode(Int64.self, "place")
+                    "SELECT queue.next_fair_seq(\(group.queue), \(group.priority)::smallint, \(group.key)) AS place")[0].decode(Int64.self, "place")
             }
             places.append(place)
             next[group] = place + 1

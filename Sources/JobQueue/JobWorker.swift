@@ -639,8 +639,8 @@ public final class JobWorker: Service, Sendable {
                        bool_or(a.wait_event = 'SyncRep') AS sync_rep,
                        current_setting('synchronous_standby_names') AS standby_names,
                        (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')) AS sync_standbys
-                FROM pg_stat_activity a WHERE a.pid = ANY($1::int[]) AND a.state <> 'idle'
-                """, [pids.map(Int.init)])
+                FROM pg_stat_activity a WHERE a.pid = ANY(\(pids.map(Int.init))::int[]) AND a.state <> 'idle'
+                """)
             guard let row = rows.first else { return "none" }
             var text = try row.decode(String.self, "sessions")
             if try row.decode(Bool?.self, "sync_rep") == true {

@@ -92,10 +92,10 @@ public enum QueueAdmin {
             """
             WITH retried AS (
                 UPDATE queue.jobs SET state = 'ready', attempts = 0, run_at = now(), finished_at = NULL
-                WHERE id = $1 AND state IN ('failed', 'cancelled') RETURNING id
+                WHERE id = \(id) AND state IN ('failed', 'cancelled') RETURNING id
             )
             SELECT id, pg_notify('queue_jobs', '') IS NULL FROM retried
-            """, [id]) == 1
+            """) == 1
     }
 
     /// Moves every failed job back to `ready`; returns how many.
@@ -116,8 +116,8 @@ public enum QueueAdmin {
         try connection.execute(
             """
             UPDATE queue.jobs SET state = 'cancelled', finished_at = now(), locked_by = NULL, locked_until = NULL
-            WHERE id = $1 AND state IN ('ready', 'running')
-            """, [id]) == 1
+            WHERE id = \(id) AND state IN ('ready', 'running')
+            """) == 1
     }
 
     /// Deletes finished jobs (succeeded, failed, cancelled) that finished more than `age` ago,
@@ -132,9 +132,9 @@ public enum QueueAdmin {
                 DELETE FROM queue.jobs WHERE id IN (
                     SELECT id FROM queue.jobs
                     WHERE state IN ('succeeded', 'failed', 'cancelled')
-                      AND finished_at < now() - $1 * interval '1 millisecond'
+                      AND finished_at < now() - \(age.milliseconds) * interval '1 millisecond'
                     LIMIT 10000)
-                """, [age.milliseconds])
+                """)
             total += deleted
             if deleted < 10_000 { return total }
         }

@@ -40,9 +40,7 @@ public enum QueueStore {
         var claim = Claim(jobs: [], priority: nil, urgent: false)
         for queue in queues where claim.jobs.count < limit {
             let rows = try connection.query(
-                "SELECT * FROM queue.claim($1, $2, $3, $4, $5, $6, $7)",
-                [queue, limit - claim.jobs.count, worker, lease.milliseconds, aging?.milliseconds, afterPriority,
-                 urgentFill])
+                "SELECT * FROM queue.claim(\(queue), \(limit - claim.jobs.count), \(worker), \(lease.milliseconds), \(aging?.milliseconds), \(afterPriority), \(urgentFill))")
             for row in rows {
                 claim.jobs.append(try Job(row: row))
                 let priority = try row.decode(Int16.self, "priority")
@@ -71,10 +69,9 @@ public enum QueueStore {
         let rows = try connection.query(
             """
             SELECT id FROM queue.jobs
-            WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND state = 'running'
+            WHERE id = ANY(\(ids)::bigint[]) AND locked_by = \(worker) AND state = 'running'
             FOR UPDATE
-            """,
-            [ids, worker])
+            """)
         var owned = Set<Int64>()
         for row in rows { owned.insert(try row.decode(Int64.self, "id")) }
         return owned
@@ -87,8 +84,8 @@ public enum QueueStore {
         try connection.execute(
             """
             SELECT count(pg_advisory_xact_lock(h))
-            FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS ordered
-            """, [keys])
+            FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(\(keys)::text[]) AS k ORDER BY 1) AS ordered
+            """)
     }
 
     /// What became of one attempt.
@@ -146,7 +143,9 @@ public enum QueueStore {
         }
         // Finishing a job also releases the next job of its key held behind it (when no other
         // earlier job of the key is still unfinished); a retry goes back to ready, held until
-        // its backoff ends.
+        // its backoff ends. The JSON columns travel as one JSON array each (null for none).
+        let resultArray = JSONValue.array(results.map { $0 ?? .null })
+        let errorArray = JSONValue.array(errors.map { $0 ?? .null })
         let rows = try connection.query(
             """
             WITH done AS (
@@ -167,10 +166,11 @@ public enum QueueStore {
                 locked_by = NULL,
                 locked_until = NULL
             FROM (SELECT r.id, r.state, nullif(r.result, 'null') AS result, nullif(r.error, 'null') AS error, r.delay
-                  FROM ROWS FROM (unnest($1::bigint[]), unnest($2::text[]), jsonb_array_elements($3::jsonb),
-                                  jsonb_array_elements($4::jsonb), unnest($5::bigint[]))
+                  FROM ROWS FROM (unnest(\(ids)::bigint[]), unnest(\(states)::text[]),
+                                  jsonb_array_elements(\(resultArray)::jsonb), jsonb_array_elements(\(errorArray)::jsonb),
+                                  unnest(\(delays)::bigint[]))
                        AS r(id, state, result, error, delay)) u
-            WHERE j.id = u.id AND j.locked_by = $6 AND j.state = 'running'
+            WHERE j.id = u.id AND j.locked_by = \(worker) AND j.state = 'running'
             RETURNING j.id, j.ordering_key, j.state
             ), released AS (
                 UPDATE queue.jobs n SET hold = NULL
@@ -186,10 +186,7 @@ public enum QueueStore {
                 RETURNING n.id
             )
             SELECT id FROM done
-            """,
-            // The JSON columns travel as one JSON array each (null for none).
-            [ids, states, JSONValue.array(results.map { $0 ?? .null }), JSONValue.array(errors.map { $0 ?? .null }),
-             delays, worker])
+            """)
         var updated = Set<Int64>()
         for row in rows { updated.insert(try row.decode(Int64.self, "id")) }
         return updated
@@ -204,12 +201,11 @@ public enum QueueStore {
         try connection.execute(
             """
             UPDATE queue.jobs
-            SET locked_until = now() + $3 * interval '1 millisecond'
+            SET locked_until = now() + \(lease.milliseconds) * interval '1 millisecond'
             WHERE id IN (SELECT id FROM queue.jobs
-                         WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND state = 'running'
+                         WHERE id = ANY(\(ids)::bigint[]) AND locked_by = \(worker) AND state = 'running'
                          FOR UPDATE SKIP LOCKED)
-            """,
-            [worker, ids, lease.milliseconds])
+            """)
     }
 
     /// Puts running jobs whose lease ran out (their worker died or hung) back to `ready`, or
@@ -225,7 +221,7 @@ public enum QueueStore {
                 SELECT id FROM queue.jobs
                 WHERE state = 'running' AND locked_until < now()
                 ORDER BY locked_until
-                LIMIT $1
+                LIMIT \(limit)
                 FOR UPDATE SKIP LOCKED
             ), rescued AS (
                 UPDATE queue.jobs j
@@ -246,8 +242,7 @@ public enum QueueStore {
                 RETURNING j.id, j.state
             )
             SELECT id, state, pg_notify('queue_jobs', '') IS NULL AS notified FROM rescued
-            """,
-            [limit])
+            """)
         return try rows.map { row throws(PostgresError) in try row.decode(Int64.self, "id") }
     }
 
@@ -263,12 +258,11 @@ public enum QueueStore {
                 UPDATE queue.jobs
                 SET state = 'ready', attempts = greatest(attempts - 1, 0), locked_by = NULL, locked_until = NULL,
                     started_at = NULL
-                WHERE locked_by = $1 AND state = 'running' AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[]))
+                WHERE locked_by = \(worker) AND state = 'running' AND (\(ids)::bigint[] IS NULL OR id = ANY(\(ids)::bigint[]))
                 RETURNING id
             )
             SELECT id, pg_notify('queue_jobs', '') IS NULL AS notified FROM released
-            """,
-            [worker, ids])
+            """)
     }
 
     /// True while some job of `queues` is running, or ready with its time come.
@@ -277,11 +271,10 @@ public enum QueueStore {
     {
         try connection.query(
             """
-            SELECT EXISTS (SELECT 1 FROM queue.jobs WHERE state = 'running' AND queue = ANY($1::text[]))
+            SELECT EXISTS (SELECT 1 FROM queue.jobs WHERE state = 'running' AND queue = ANY(\(queues)::text[]))
                 OR EXISTS (SELECT 1 FROM queue.jobs
-                           WHERE state = 'ready' AND queue = ANY($1::text[]) AND run_at <= now()) AS pending
-            """,
-            [queues])[0].decode(Bool.self, "pending")
+                           WHERE state = 'ready' AND queue = ANY(\(queues)::text[]) AND run_at <= now()) AS pending
+            """)[0].decode(Bool.self, "pending")
     }
 }
 

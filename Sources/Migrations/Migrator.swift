@@ -33,7 +33,7 @@ public enum Schema {
         logger: Logger = Logger(label: "migrate")
     ) async throws -> [Migration] {
         try await connection.withTransaction { connection in
-            try connection.execute("SELECT pg_advisory_xact_lock($1)", [lockKey])
+            try connection.execute("SELECT pg_advisory_xact_lock(\(lockKey))")
             try connection.executeScript(
                 """
                 CREATE SCHEMA IF NOT EXISTS queue;
@@ -51,8 +51,7 @@ public enum Schema {
             for migration in migrations.sorted(by: { $0.version < $1.version }) where !applied.contains(migration.version) {
                 try connection.executeScript(migration.sql)
                 try connection.execute(
-                    "INSERT INTO queue.schema_migrations (version, name) VALUES ($1, $2)",
-                    [migration.version, migration.name])
+                    "INSERT INTO queue.schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))")
                 logger.info(
                     "applied migration",
                     metadata: ["migration.version": "\(migration.version)", "migration.name": "\(migration.name)"])

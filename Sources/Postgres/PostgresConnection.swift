@@ -225,15 +225,25 @@ public actor PostgresConnection {
 
     // MARK: Statements
 
-    /// Runs one parameterized statement and returns its rows.
-    ///
-    /// `sql` names parameters `$1`, `$2`…, and `parameters` are sent separately in text
-    /// format: input is never part of the SQL text. The statement is prepared once per
-    /// connection and reused.
+    /// Runs one statement, its interpolated values bound as parameters (see ``PostgresQuery``),
+    /// and returns its rows. The statement is prepared once per connection and reused.
     @discardableResult
-    public func query(_ sql: String, _ parameters: [any PostgresEncodable] = []) throws(PostgresError)
-        -> PostgresRows
-    {
+    public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        try self.query(query.sql, parameters: query.bindings)
+    }
+
+    /// Runs a statement for its effect and returns the number of rows it affected.
+    @discardableResult
+    public func execute(_ query: PostgresQuery) throws(PostgresError) -> Int {
+        try self.query(query).affectedRows
+    }
+
+    /// Runs one statement with numbered parameters (`$1`, `$2`…) and returns its rows: the
+    /// primitive under ``query(_:)``, which is what code should use, since there a parameter
+    /// stands where it is used. `parameters` are sent separately in text format: input is
+    /// never part of the SQL text.
+    @discardableResult
+    public func query(_ sql: String, parameters: [any PostgresEncodable]) throws(PostgresError) -> PostgresRows {
         let handle = try live()
         let texts = try Self.texts(of: parameters)
         var name = prepared[sql]
@@ -259,11 +269,6 @@ public actor PostgresConnection {
         return try rows(of: result, handle)
     }
 
-    /// Runs a statement for its effect and returns the number of rows it affected.
-    @discardableResult
-    public func execute(_ sql: String, _ parameters: [any PostgresEncodable] = []) throws(PostgresError) -> Int {
-        try query(sql, parameters).affectedRows
-    }
 
     /// Runs SQL text without parameters, possibly several statements (migrations, `BEGIN`).
     ///

@@ -365,8 +365,17 @@ public struct PostgresRow: Sendable {
         return try decode(type, at: position)
     }
 
-    /// Decodes the column at `position`.
-    public func decode<T: PostgresDecodable>(_ type: T.Type = T.self, at position: Int) throws(PostgresError) -> T {
+    /// Decodes the only column of a one-column result (`SELECT count(*) …`).
+    public func decode<T: PostgresDecodable>(_ type: T.Type = T.self) throws(PostgresError) -> T {
+        guard values.count == 1 else {
+            throw PostgresError(code: .decoding, message: "expected one column, the result has \(values.count)")
+        }
+        return try decode(type, at: 0)
+    }
+
+    /// Decodes the column at `position`. Internal: callers name their columns, so a statement's
+    /// select list can change without a decode elsewhere silently reading the wrong column.
+    func decode<T: PostgresDecodable>(_ type: T.Type = T.self, at position: Int) throws(PostgresError) -> T {
         guard values.indices.contains(position) else {
             throw PostgresError(code: .decoding, message: "no column \(position) in the result")
         }

@@ -98,7 +98,7 @@ public enum TestDatabase {
         try await admin.run { admin in
             try admin.execute("SELECT pg_advisory_lock(4242)")
             defer { _ = try? admin.execute("SELECT pg_advisory_unlock(4242)") }
-            let exists = try admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]).count == 1
+            let exists = try admin.query("SELECT 1 FROM pg_database WHERE datname = \(name)").count == 1
             if exists { return }
             try admin.executeScript("CREATE DATABASE \(name)")
             let connection = try await PostgresConnection.connect(server.with(database: name))

@@ -18,9 +18,9 @@ struct RecordHandler: JobHandler {
     let worker: String
 
     func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue {
-        try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES ($1, $2)", [job.id, worker])
+        try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES (\(job.id), \(worker))")
         if case .number(let ms)? = job.payload["ms"], let milliseconds = ms.intValue, milliseconds > 0 {
-            try connection.execute("SELECT pg_sleep($1::float8 / 1000)", [milliseconds])
+            try connection.execute("SELECT pg_sleep(\(milliseconds)::float8 / 1000)")
         }
         return ["recorded": true]
     }

@@ -29,8 +29,7 @@ struct FairnessKeyTests {
             let keys = try await c.run { c in
                 try payloads.map { payload in
                     try c.query(
-                        "INSERT INTO queue.jobs (payload) VALUES ($1::jsonb) RETURNING fairness_key", [payload]
-                    )[0].decode(String.self, "fairness_key")
+                        "INSERT INTO queue.jobs (payload) VALUES (\(payload)::jsonb) RETURNING fairness_key")[0].decode(String.self, "fairness_key")
                 }
             }
             let orgA = a.client.uuidString.lowercased()
@@ -39,8 +38,7 @@ struct FairnessKeyTests {
             // A client_id wins over the channel's organization.
             let explicit = try await c.run { c in
                 try c.query(
-                    "INSERT INTO queue.jobs (payload, client_id) VALUES ($1::jsonb, $2) RETURNING fairness_key",
-                    [Domain.whatsapp(a, "+56 9 4000 0005"), b.client])[0].decode(String.self, "fairness_key")
+                    "INSERT INTO queue.jobs (payload, client_id) VALUES (\(Domain.whatsapp(a, "+56 9 4000 0005"))::jsonb, \(b.client)) RETURNING fairness_key")[0].decode(String.self, "fairness_key")
             }
             #expect(explicit == orgB)
         }
@@ -56,8 +54,7 @@ struct FairnessKeyTests {
             ]
             try await c.run { c in
                 try c.execute(
-                    "INSERT INTO queue.jobs (payload) VALUES ($1::jsonb), ($2::jsonb)",
-                    [unknown, Domain.whatsapp(a, "+56 9 4000 0011")])
+                    "INSERT INTO queue.jobs (payload) VALUES (\(unknown)::jsonb), (\(Domain.whatsapp(a, "+56 9 4000 0011"))::jsonb)")
             }
             let finished = try await Domain.run([], database: database, connection: c)
             #expect(finished.isEmpty)

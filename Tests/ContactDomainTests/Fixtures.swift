@@ -33,29 +33,27 @@ struct Org: Sendable {
     }
 
     func create(on c: isolated PostgresConnection, active: Bool = true) throws {
-        try c.execute("INSERT INTO crm.clients (id, name, active) VALUES ($1, $2, $3)", [client, "Org \(client)", active])
+        try c.execute("INSERT INTO crm.clients (id, name, active) VALUES (\(client), \("Org \(client)"), \(active))")
         try c.execute(
-            "INSERT INTO crm.api_keys (client_id, key_hash) VALUES ($1, encode(sha256(convert_to($2, 'UTF8')), 'hex'))",
-            [client, apiKey])
+            "INSERT INTO crm.api_keys (client_id, key_hash) VALUES (\(client), encode(sha256(convert_to(\(apiKey), 'UTF8')), 'hex'))")
         try c.execute(
             """
             INSERT INTO crm.channels (id, client_id, platform, phone_number) VALUES
-                ($1, $5, 'whatsapp', $6), ($2, $5, 'whatsapp', $7), ($3, $5, 'web-whatsapp', $8), ($4, $5, 'webchat', NULL)
-            """, [whatsapp, whatsapp2, webWhatsapp, webchat, client, whatsappNumber, whatsapp2Number, webWhatsappNumber])
+                (\(whatsapp), \(client), 'whatsapp', \(whatsappNumber)), (\(whatsapp2), \(client), 'whatsapp', \(whatsapp2Number)), (\(webWhatsapp), \(client), 'web-whatsapp', \(webWhatsappNumber)), (\(webchat), \(client), 'webchat', NULL)
+            """)
         try c.execute(
-            "INSERT INTO crm.stages (id, client_id, name, position) VALUES ($1, $3, 'New', 1), ($2, $3, 'Won', 2)",
-            [stage, stage2, client])
+            "INSERT INTO crm.stages (id, client_id, name, position) VALUES (\(stage), \(client), 'New', 1), (\(stage2), \(client), 'Won', 2)")
         try c.execute(
             """
-            INSERT INTO crm.team_members (id, client_id, name, active) VALUES ($1, $3, 'Camila', true), ($2, $3, 'Gone', false)
-            """, [agent, inactiveAgent, client])
+            INSERT INTO crm.team_members (id, client_id, name, active) VALUES (\(agent), \(client), 'Camila', true), (\(inactiveAgent), \(client), 'Gone', false)
+            """)
         try c.execute(
             """
             INSERT INTO crm.custom_field_definitions (client_id, key, field_type, options, is_identifier) VALUES
-                ($1, 'rut', 'text', NULL, true), ($1, 'company_name', 'text', NULL, false),
-                ($1, 'budget', 'number', NULL, false), ($1, 'visit_date', 'date', NULL, false),
-                ($1, 'is_vip', 'boolean', NULL, false), ($1, 'plan', 'options', '["Free","Pro","Enterprise"]', false)
-            """, [client])
+                (\(client), 'rut', 'text', NULL, true), (\(client), 'company_name', 'text', NULL, false),
+                (\(client), 'budget', 'number', NULL, false), (\(client), 'visit_date', 'date', NULL, false),
+                (\(client), 'is_vip', 'boolean', NULL, false), (\(client), 'plan', 'options', '["Free","Pro","Enterprise"]', false)
+            """)
     }
 }
 
@@ -107,7 +105,7 @@ enum Domain {
             configuration: configuration, database: database, handlers: [ContactUpsertHandler()], logger: logger)
         try await worker.run()
         return try await connection.run { c in
-            try c.query("SELECT id, state, result, last_error FROM queue.jobs WHERE id > $1 ORDER BY id", [first]).map {
+            try c.query("SELECT id, state, result, last_error FROM queue.jobs WHERE id > \(first) ORDER BY id").map {
                 row in
                 Finished(
                     id: try row.decode(Int64.self, "id"), state: try row.decode(String.self, "state"),
@@ -123,10 +121,8 @@ enum Domain {
         return try #require(jobs.first)
     }
 
-    static func count(_ sql: String, _ parameters: [any PostgresEncodable] = [], on connection: PostgresConnection)
-        async throws -> Int
-    {
-        try await connection.run { c in try c.query(sql, parameters)[0].decode(Int.self, at: 0) }
+    static func count(_ query: PostgresQuery, on connection: PostgresConnection) async throws -> Int {
+        try await connection.run { c in try c.query(query)[0].decode(Int.self) }
     }
 
     static func whatsapp(_ org: Org, _ phone: String, _ extra: [String: JSONValue] = [:]) -> JSONValue {
@@ -153,7 +149,7 @@ enum Domain {
         guard let customerID, let id = UUID(uuidString: customerID) else { return [:] }
         return try await connection.run { c in
             var values: [String: String] = [:]
-            for row in try c.query("SELECT key, value FROM crm.customer_field_values WHERE customer_id = $1", [id]) {
+            for row in try c.query("SELECT key, value FROM crm.customer_field_values WHERE customer_id = \(id)") {
                 values[try row.decode(String.self, "key")] = try row.decode(String.self, "value")
             }
             return values
@@ -163,7 +159,7 @@ enum Domain {
     static func customer(_ customerID: String?, on connection: PostgresConnection) async throws -> PostgresRow {
         let id = try #require(customerID.flatMap(UUID.init(uuidString:)))
         return try await connection.run { c in
-            try c.query("SELECT name, email, phone, stage_id, agent_id, meta_data FROM crm.customers WHERE id = $1", [id])[0]
+            try c.query("SELECT name, email, phone, stage_id, agent_id, meta_data FROM crm.customers WHERE id = \(id)")[0]
         }
     }
 }

@@ -77,8 +77,7 @@ struct HostileInputTests {
             let deep = String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000)
             try await c.run { c in
                 try c.execute(
-                    "INSERT INTO queue.jobs (payload) VALUES (jsonb_build_object('channel', 'webchat', 'meta_data', $1::jsonb))",
-                    [deep])
+                    "INSERT INTO queue.jobs (payload) VALUES (jsonb_build_object('channel', 'webchat', 'meta_data', \(deep)::jsonb))")
             }
             let org = Org(50)
             try await c.run { c in try org.create(on: c) }

@@ -35,19 +35,18 @@ struct SecurityTests {
                 let producer = try await PostgresConnection.connect(producerDB)
                 let payload = Domain.whatsapp(org, "+56961234568")
                 let viaFunction = try await producer.run { p in
-                    try p.query("SELECT crm.enqueue_contact_upsert($1, $2::jsonb) AS id", [org.apiKey, payload])[0]
+                    try p.query("SELECT crm.enqueue_contact_upsert(\(org.apiKey), \(payload)::jsonb) AS id")[0]
                         .decode(Int64.self, "id")
                 }
                 #expect(viaFunction > 0)
                 let raw = try await producer.run { p in
                     try p.query(
-                        "INSERT INTO queue.jobs (payload, idempotency_key) VALUES ($1::jsonb, 'k1') ON CONFLICT DO NOTHING RETURNING id",
-                        [payload]).count
+                        "INSERT INTO queue.jobs (payload, idempotency_key) VALUES (\(payload)::jsonb, 'k1') ON CONFLICT DO NOTHING RETURNING id").count
                 }
                 #expect(raw == 1)
                 let client = try await producer.run { p in try APIKeys.client(forKey: org.apiKey, on: p) }
                 #expect(client == org.client)
-                for sql in [
+                for sql: PostgresQuery in [
                     "SELECT * FROM crm.contacts", "SELECT * FROM crm.customers", "SELECT * FROM crm.api_keys",
                     "SELECT payload FROM queue.jobs", "SELECT * FROM crm.customer_field_values",
                     "UPDATE queue.jobs SET state = 'cancelled'", "DELETE FROM queue.jobs",
@@ -73,15 +72,15 @@ struct SecurityTests {
                     database: workerDB, connection: c)
                 #expect(jobs.first?.state == "succeeded", "\(jobs.first?.error?.jsonText ?? "")")
                 let worker = try await PostgresConnection.connect(workerDB)
-                for sql in [
+                for sql: PostgresQuery in [
                     "ALTER TABLE crm.contacts ADD COLUMN x int", "DROP TABLE queue.jobs", "TRUNCATE crm.customers",
                     "CREATE TABLE crm.evil (x int)", "UPDATE crm.api_keys SET revoked_at = NULL",
                     "INSERT INTO crm.clients (name) VALUES ('x')",
                 ] {
                     let error = await #expect(throws: PostgresError.self, "\(sql)") {
-                        try await worker.run { w in try w.executeScript(sql) }
+                        try await worker.run { w in try w.execute(sql) }
                     }
-                    #expect(["42501", "42P01"].contains(error?.sqlState?.code ?? ""), "\(sql): \(error?.description ?? "")")
+                    #expect(error?.sqlState == .insufficientPrivilege, "\(sql): \(error?.description ?? "")")
                 }
                 await worker.close()
             }
@@ -128,10 +127,11 @@ struct SecurityTests {
             #expect(!logs.contains(org.apiKey), "an API key leaked into the output")
             let rows = try await Domain.count(
                 """
-                SELECT (SELECT count(*) FROM queue.jobs WHERE row_to_json(jobs)::text LIKE '%' || $1 || '%' OR row_to_json(jobs)::text LIKE '%' || $2 || '%')
-                """, [password, org.apiKey], on: c)
+                SELECT (SELECT count(*) FROM queue.jobs WHERE row_to_json(jobs)::text LIKE '%' || \(password) || '%'
+                                                      OR row_to_json(jobs)::text LIKE '%' || \(org.apiKey) || '%')
+                """, on: c)
             #expect(rows == 0)
-            #expect(try await Domain.count("SELECT count(*) FROM queue.jobs WHERE client_id = $1", [org.client], on: c) == 2)
+            #expect(try await Domain.count("SELECT count(*) FROM queue.jobs WHERE client_id = \(org.client)", on: c) == 2)
         }
     }
 }

@@ -53,7 +53,7 @@ struct SetBasedTests {
     }
 
     /// Every contact with its customer's data, in a form that does not depend on generated ids.
-    static let snapshotSQL = """
+    static let snapshotSQL: PostgresQuery = """
         SELECT coalesce(string_agg(x, E'\\n' ORDER BY x), '') FROM (
             SELECT concat_ws(' | ', ch.phone_number, ch.platform, coalesce(c.phone, c.external_user_id), c.name, c.email,
                    cu.name, cu.email, cu.phone, cu.stage_id, cu.agent_id, cu.meta_data::text,
@@ -104,8 +104,8 @@ struct SetBasedTests {
                     }
                     return results
                 }
-                let snapshot = try c.query(snapshotSQL)[0].decode(String.self, at: 0)
-                let customers = try c.query("SELECT count(*) FROM crm.customers")[0].decode(Int.self, at: 0)
+                let snapshot = try c.query(snapshotSQL)[0].decode(String.self)
+                let customers = try c.query("SELECT count(*) FROM crm.customers")[0].decode(Int.self)
                 return (results.map(outcome), snapshot, customers)
             }
         }

@@ -17,8 +17,7 @@ struct TenantAndEnqueueTests {
                 try mine.create(on: c)
                 try theirs.create(on: c)
                 try c.execute(
-                    "INSERT INTO crm.custom_field_definitions (client_id, key, field_type) VALUES ($1, 'their_only', 'text')",
-                    [theirs.client])
+                    "INSERT INTO crm.custom_field_definitions (client_id, key, field_type) VALUES (\(theirs.client), 'their_only', 'text')")
             }
             // Their customer, with a phone and an identifier value.
             let theirCustomer = try await Domain.one(
@@ -88,39 +87,40 @@ struct TenantAndEnqueueTests {
             let org = Org(23)
             try await c.run { c in try org.create(on: c) }
             let payload = Domain.whatsapp(org, "+56961234567")
+            let (key, event) = (org.apiKey, "evt-1")
+            let enqueue: PostgresQuery = "SELECT crm.enqueue_contact_upsert(\(key), \(payload)::jsonb, \(event)) AS id"
             let (first, again) = try await c.run { c in
-                let first = try c.query(
-                    "SELECT crm.enqueue_contact_upsert($1, $2::jsonb, $3) AS id", [org.apiKey, payload, "evt-1"]
-                )[0].decode(Int64.self, "id")
-                let again = try c.query(
-                    "SELECT crm.enqueue_contact_upsert($1, $2::jsonb, $3) AS id", [org.apiKey, payload, "evt-1"]
-                )[0].decode(Int64.self, "id")
-                return (first, again)
+                (try c.query(enqueue)[0].decode(Int64.self, "id"), try c.query(enqueue)[0].decode(Int64.self, "id"))
             }
             #expect(first == again, "a repeated idempotency key returns the first job's id")
-            #expect(try await Domain.count("SELECT count(*) FROM queue.jobs WHERE client_id = $1", [org.client], on: c) == 1)
+            #expect(try await Domain.count("SELECT count(*) FROM queue.jobs WHERE client_id = \(org.client)", on: c) == 1)
 
             for key in ["wrong-key", "", org.apiKey.uppercased()] {
                 let error = await #expect(throws: PostgresError.self) {
-                    try await c.run { c in try c.query("SELECT crm.enqueue_contact_upsert($1, $2::jsonb)", [key, payload]) }
+                    try await c.run { c in try c.query("SELECT crm.enqueue_contact_upsert(\(key), \(payload)::jsonb)") }
                 }
                 #expect(error?.sqlState == "28000")
             }
-            try await c.run { c in try c.execute("UPDATE crm.api_keys SET revoked_at = now() WHERE client_id = $1", [org.client]) }
+            try await c.run { c in try c.execute("UPDATE crm.api_keys SET revoked_at = now() WHERE client_id = \(org.client)") }
             let revoked = await #expect(throws: PostgresError.self) {
-                try await c.run { c in try c.query("SELECT crm.enqueue_contact_upsert($1, $2::jsonb)", [org.apiKey, payload]) }
+                try await c.run { c in try c.query("SELECT crm.enqueue_contact_upsert(\(org.apiKey), \(payload)::jsonb)") }
             }
             #expect(revoked?.sqlState == "28000")
             #expect(try await Domain.count("SELECT count(*) FROM queue.jobs", on: c) == 1, "nothing enqueued on refusal")
             // The raw key is stored nowhere.
             let leaks = try await Domain.count(
                 """
-                SELECT (SELECT count(*) FROM queue.jobs WHERE row_to_json(jobs)::text LIKE '%' || $1 || '%')
-                     + (SELECT count(*) FROM crm.api_keys WHERE row_to_json(api_keys)::text LIKE '%' || $1 || '%')
-                """, [org.apiKey], on: c)
+                SELECT (SELECT count(*) FROM queue.jobs WHERE row_to_json(jobs)::text LIKE '%' || \(key) || '%')
+                     + (SELECT count(*) FROM crm.api_keys WHERE row_to_json(api_keys)::text LIKE '%' || \(key) || '%')
+                """, on: c)
             #expect(leaks == 0)
-            let job = try await Domain.run([], database: db, connection: c)
-            #expect(job.isEmpty)
+            // The one job the key enqueued runs for the key's client.
+            _ = try await Domain.run([], database: db, connection: c)
+            let ran = try await c.run { c in
+                try c.query("SELECT state, result ->> 'client_id' AS client FROM queue.jobs WHERE id = \(first)")[0]
+            }
+            #expect(try ran.decode(String.self, "state") == "succeeded")
+            #expect(try ran.decode(String.self, "client") == PostgresUUID.string(org.client))
         }
     }
 
@@ -136,10 +136,10 @@ struct TenantAndEnqueueTests {
                 ["channel": "sms"],
             ]
             for payload in payloads {
-                try await c.run { c in try c.execute("INSERT INTO queue.jobs (payload) VALUES ($1::jsonb)", [payload]) }
+                try await c.run { c in try c.execute("INSERT INTO queue.jobs (payload) VALUES (\(payload)::jsonb)") }
             }
             try await c.run { c in
-                try c.execute("INSERT INTO queue.jobs (payload, ordering_key) VALUES ($1::jsonb, 'mine')", [payloads[0]])
+                try c.execute("INSERT INTO queue.jobs (payload, ordering_key) VALUES (\(payloads[0])::jsonb, 'mine')")
             }
             let keys = try await c.run { c in
                 try c.query("SELECT ordering_key FROM queue.jobs ORDER BY id").map { try $0.decode(String?.self, "ordering_key") }
@@ -168,7 +168,7 @@ struct AgreementTests {
             let c = try await PostgresConnection.connect(db)
             for spelling in spellings {
                 let row = try await c.run { c in
-                    try c.query("SELECT crm.normalize_phone($1) AS e164, crm.phone_key($1) AS key", [spelling])[0]
+                    try c.query("SELECT crm.normalize_phone(\(spelling)) AS e164, crm.phone_key(\(spelling)) AS key")[0]
                 }
                 let swift = try? PhoneNumber.parse(spelling).get()
                 #expect(try row.decode(String?.self, "e164") == swift?.e164, "\(spelling)")
@@ -215,9 +215,7 @@ struct AgreementTests {
             let c = try await PostgresConnection.connect(db)
             let sql = try await c.run { c in
                 try c.query(
-                    "SELECT crm.contact_ordering_key(p) AS k FROM unnest($1::jsonb[]) WITH ORDINALITY AS t(p, n) ORDER BY n",
-                    [all]
-                ).map { try $0.decode(String?.self, "k") }
+                    "SELECT crm.contact_ordering_key(p) AS k FROM unnest(\(all)::jsonb[]) WITH ORDINALITY AS t(p, n) ORDER BY n").map { try $0.decode(String?.self, "k") }
             }
             var keyed = 0
             for (payload, expected) in zip(all, sql) {
@@ -241,7 +239,7 @@ struct AgreementTests {
                       "-12.5", "+3", "123456789012345678901234567890.000001", "1e-20", "-1.0e3", "0.000e5", "10e-1"]
         let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
         for input in inputs {
-            let postgres = try await connection.run { c in try c.query("SELECT $1::numeric::text AS n", [input])[0].decode(String.self, "n") }
+            let postgres = try await connection.run { c in try c.query("SELECT \(input)::numeric::text AS n")[0].decode(String.self, "n") }
             #expect(DecimalText.canonical(input) == postgres, "\(input)")
         }
         await connection.close()

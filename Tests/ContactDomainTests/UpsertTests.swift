@@ -125,8 +125,7 @@ struct UpsertTests {
             try await c.run { c in
                 try org.create(on: c)
                 try c.execute(
-                    "INSERT INTO crm.custom_field_definitions (client_id, key, field_type, is_identifier) VALUES ($1, 'passport', 'text', true)",
-                    [org.client])
+                    "INSERT INTO crm.custom_field_definitions (client_id, key, field_type, is_identifier) VALUES (\(org.client), 'passport', 'text', true)")
             }
             _ = try await Domain.run(
                 [
@@ -251,16 +250,16 @@ struct UpsertTests {
                 "custom_field_values": Domain.fields([("rut", "1-9"), ("budget", "1.50"), ("plan", "Pro")]),
             ])
             _ = try await Domain.one(payload, database: db, connection: c)
-            let versions = """
+            let versions: PostgresQuery = """
                 SELECT (SELECT string_agg(xmin::text || ctid::text, ',' ORDER BY id) FROM crm.contacts) || '|' ||
                        (SELECT string_agg(xmin::text || ctid::text, ',' ORDER BY id) FROM crm.customers) || '|' ||
                        (SELECT string_agg(xmin::text || ctid::text, ',' ORDER BY definition_id) FROM crm.customer_identifiers)
                 """
-            let before = try await c.run { c in try c.query(versions)[0].decode(String.self, at: 0) }
+            let before = try await c.run { c in try c.query(versions)[0].decode(String.self) }
             let replay = try await Domain.one(payload, database: db, connection: c)
             #expect(replay.state == "succeeded")
             #expect(replay.created == false)
-            let after = try await c.run { c in try c.query(versions)[0].decode(String.self, at: 0) }
+            let after = try await c.run { c in try c.query(versions)[0].decode(String.self) }
             #expect(before == after)
         }
     }
@@ -330,7 +329,7 @@ struct UpsertTests {
             try await Task.sleep(for: .milliseconds(50))
             _ = try await Domain.run([], database: db, connection: c)
             let row = try await c.run { c in
-                try c.query("SELECT state, attempts, errors FROM queue.jobs WHERE id = $1", [jobs[0].id])[0]
+                try c.query("SELECT state, attempts, errors FROM queue.jobs WHERE id = \(jobs[0].id)")[0]
             }
             #expect(try row.decode(String.self, "state") == "succeeded")
             #expect(try row.decode(Int.self, "attempts") == 2)

@@ -31,7 +31,7 @@ struct FairClaimTests {
     static func groups(_ jobs: [Job], on connection: PostgresConnection) async throws -> [String: Int] {
         try await connection.run { c in
             var counts: [String: Int] = [:]
-            for row in try c.query("SELECT fairness_key FROM queue.jobs WHERE id = ANY($1::bigint[])", [jobs.map(\.id)]) {
+            for row in try c.query("SELECT fairness_key FROM queue.jobs WHERE id = ANY(\(jobs.map(\.id))::bigint[])") {
                 counts[try row.decode(String.self, "fairness_key"), default: 0] += 1
             }
             return counts

@@ -18,10 +18,9 @@ struct ScriptedHandler: JobHandler {
 
     func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue {
         let run = try connection.query(
-            "INSERT INTO test_runs (job_id, worker) VALUES ($1, $2) RETURNING id", [job.id, "in-process"]
-        )[0].decode(Int64.self, "id")
+            "INSERT INTO test_runs (job_id, worker) VALUES (\(job.id), \("in-process")) RETURNING id")[0].decode(Int64.self, "id")
         let result = try await body(job, connection)
-        try connection.execute("UPDATE test_runs SET ended = clock_timestamp() WHERE id = $1", [run])
+        try connection.execute("UPDATE test_runs SET ended = clock_timestamp() WHERE id = \(run)")
         return result
     }
 }
@@ -77,13 +76,13 @@ enum QueueTest {
     /// test after `timeout`.
     static func runWorker(
         _ configuration: WorkerConfiguration, database: PostgresConfiguration, handlers: [any JobHandler],
-        until condition: String? = nil, timeout: Duration = .seconds(60)
+        until condition: PostgresQuery? = nil, timeout: Duration = .seconds(60)
     ) async throws {
         let worker = JobWorker(configuration: configuration, database: database, handlers: handlers, logger: logger)
         let task = Task { try await worker.run() }
         if let condition {
             let watcher = try await PostgresConnection.connect(database)
-            while try await !watcher.run({ c in try c.query(condition)[0].decode(Bool.self, at: 0) }) {
+            while try await !watcher.run({ c in try c.query(condition)[0].decode(Bool.self) }) {
                 try await Task.sleep(for: .milliseconds(20))
             }
             await watcher.close()
@@ -131,12 +130,12 @@ enum QueueTest {
         }
     }
 
-    static func scalar<T: PostgresDecodable>(_ sql: String, _ type: T.Type = T.self, on connection: PostgresConnection)
+    static func scalar<T: PostgresDecodable>(_ query: PostgresQuery, _ type: T.Type = T.self, on connection: PostgresConnection)
         async throws -> T
     {
         try await connection.run { c in
-            guard let row = try c.query(sql).first else { throw TestSetupError(message: "no row from: \(sql)") }
-            return try row.decode(T.self, at: 0)
+            guard let row = try c.query(query).first else { throw TestSetupError(message: "no row from: \(query)") }
+            return try row.decode(T.self)
         }
     }
 }

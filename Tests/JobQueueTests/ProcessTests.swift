@@ -14,9 +14,9 @@ struct ProcessTests {
         }
     }
 
-    func waitUntil(_ condition: String, on connection: PostgresConnection, timeout: Duration = .seconds(60)) async throws {
+    func waitUntil(_ condition: PostgresQuery, on connection: PostgresConnection, timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
-        while try await !connection.run({ c in try c.query(condition)[0].decode(Bool.self, at: 0) }) {
+        while try await !connection.run({ c in try c.query(condition)[0].decode(Bool.self) }) {
             guard ContinuousClock.now < deadline else {
                 Issue.record("timed out waiting for: \(condition)")
                 return

@@ -88,7 +88,7 @@ struct ProducerAndAdminTests {
             let states = try await QueueTest.jobs(connection).map(\.state)
             #expect(states == ["ready", "cancelled", "ready", "succeeded", "succeeded"])
             try await connection.run { c in
-                try c.execute("UPDATE queue.jobs SET finished_at = now() - interval '2 days' WHERE id = $1", [ids[3]])
+                try c.execute("UPDATE queue.jobs SET finished_at = now() - interval '2 days' WHERE id = \(ids[3])")
             }
             let pruned = try await connection.run { c in try QueueAdmin.prune(olderThan: .seconds(86_400), on: c) }
             #expect(pruned == 1)

@@ -15,7 +15,7 @@ struct SetHandler: JobHandler {
 
     func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue {
         if job.payload["bad"] == true { throw Permanent() }
-        try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES ($1, 'one')", [job.id])
+        try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES (\(job.id), 'one')")
         return ["mode": "one"]
     }
 
@@ -26,7 +26,7 @@ struct SetHandler: JobHandler {
         var ids = good.map(\.id)
         if jobs.contains(where: { $0.payload["clash"] == true }), let first = ids.first { ids.append(first) }
         try connection.execute(
-            "INSERT INTO test_runs (job_id, worker) SELECT unnest($1::bigint[]), 'set'", [ids])
+            "INSERT INTO test_runs (job_id, worker) SELECT unnest(\(ids)::bigint[]), 'set'")
         return jobs.map { job in job.payload["bad"] == true ? .failure(Permanent()) : .success(["mode": "set"]) }
     }
 }

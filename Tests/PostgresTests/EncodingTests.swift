@@ -32,11 +32,11 @@ struct EncodingTests {
         let uuids = (0..<5).map { _ in UUID() }
         let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
         let (texts, ids, empty) = try await connection.run { c in
-            let texts = try c.query("SELECT v FROM unnest($1::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n", [values])
+            let texts = try c.query("SELECT v FROM unnest(\(values)::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n")
                 .map { try $0.decode(String?.self, "v") }
-            let ids = try c.query("SELECT v FROM unnest($1::uuid[]) WITH ORDINALITY AS t(v, n) ORDER BY n", [uuids])
+            let ids = try c.query("SELECT v FROM unnest(\(uuids)::uuid[]) WITH ORDINALITY AS t(v, n) ORDER BY n")
                 .map { try $0.decode(UUID.self, "v") }
-            let empty = try c.query("SELECT cardinality($1::text[]) AS n", [[String]()])[0].decode(Int.self, "n")
+            let empty = try c.query("SELECT cardinality(\([String]())::text[]) AS n")[0].decode(Int.self, "n")
             return (texts, ids, empty)
         }
         #expect(texts == values)

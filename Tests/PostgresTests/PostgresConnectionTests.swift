@@ -13,7 +13,7 @@ struct PostgresConnectionTests {
     func textRoundTrip(text: String) async throws {
         let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
         let echoed = try await connection.run { c in
-            try c.query("SELECT $1::text AS value, length($1::text) AS length", [text])[0]
+            try c.query("SELECT \(text)::text AS value, length(\(text)::text) AS length")[0]
         }
         #expect(try echoed.decode(String.self, "value") == text)
         #expect(try echoed.decode(Int.self, "length") == text.unicodeScalars.count)
@@ -23,7 +23,7 @@ struct PostgresConnectionTests {
     func largeText() async throws {
         let text = String(repeating: "ñ0123456789", count: 100_000)
         let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
-        let echoed = try await connection.run { c in try c.query("SELECT $1::text AS value", [text])[0] }
+        let echoed = try await connection.run { c in try c.query("SELECT \(text)::text AS value")[0] }
         #expect(try echoed.decode(String.self, "value") == text)
     }
 
@@ -37,12 +37,10 @@ struct PostgresConnectionTests {
         let row = try await connection.run { c in
             try c.query(
                 """
-                SELECT $1::text AS null_text, $2::bigint AS big, $3::int AS small, $4::numeric AS num,
-                       $5::boolean AS flag, $6::uuid AS id, $7::timestamptz AS at, $8::jsonb AS doc,
-                       $9::double precision AS dbl, $10::text[] AS list
-                """,
-                [String?.none, Int64.max, Int32.min, PostgresNumeric("-12345678901234567890.000000001"), true, id,
-                 when, json, 0.1, ["a", "b,c", "\"q\"", "back\\slash"]])[0]
+                SELECT \(String?.none)::text AS null_text, \(Int64.max)::bigint AS big, \(Int32.min)::int AS small, \(PostgresNumeric("-12345678901234567890.000000001"))::numeric AS num,
+                       \(true)::boolean AS flag, \(id)::uuid AS id, \(when)::timestamptz AS at, \(json)::jsonb AS doc,
+                       \(0.1)::double precision AS dbl, \(["a", "b,c", "\"q\"", "back\\slash"])::text[] AS list
+                """)[0]
         }
         #expect(try row.decode(String?.self, "null_text") == nil)
         #expect(throws: PostgresError.self) { try row.decode(String.self, "null_text") }
@@ -74,7 +72,7 @@ struct PostgresConnectionTests {
     func nulParameter() async throws {
         let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
         await #expect(throws: PostgresError.self) {
-            try await connection.run { c in try c.query("SELECT $1::text", ["a\u{0}b"]) }
+            try await connection.run { c in try c.query("SELECT \("a\u{0}b")::text") }
         }
     }
 
@@ -84,9 +82,9 @@ struct PostgresConnectionTests {
             let connection = try await PostgresConnection.connect(configuration)
             let error = try await connection.run { c -> PostgresError in
                 try c.executeScript("CREATE TABLE t (id int CONSTRAINT t_pkey PRIMARY KEY)")
-                try c.execute("INSERT INTO t VALUES ($1)", [1])
+                try c.execute("INSERT INTO t VALUES (\(1))")
                 do {
-                    try c.execute("INSERT INTO t VALUES ($1)", [1])
+                    try c.execute("INSERT INTO t VALUES (\(1))")
                 } catch let error as PostgresError {
                     return error
                 }
@@ -113,7 +111,7 @@ struct PostgresConnectionTests {
         let connection = try await PostgresConnection.connect(configuration)
         let admin = try await PostgresConnection.connect(configuration)
         let pid = try await connection.backendPID()
-        try await admin.run { a in _ = try a.query("SELECT pg_terminate_backend($1)", [pid]) }
+        try await admin.run { a in _ = try a.query("SELECT pg_terminate_backend(\(pid))") }
         try await Task.sleep(for: .milliseconds(100))
         let error = await #expect(throws: PostgresError.self) {
             try await connection.run { c in try c.query("SELECT 1") }
@@ -136,12 +134,12 @@ struct PostgresConnectionTests {
             await #expect(throws: PostgresError.self) {
                 try await connection.run { c in
                     try await c.withTransaction { c in
-                        try c.execute("INSERT INTO t VALUES ($1)", [1])
-                        try await admin.run { a in _ = try a.query("SELECT pg_terminate_backend($1)", [pid]) }
+                        try c.execute("INSERT INTO t VALUES (\(1))")
+                        try await admin.run { a in _ = try a.query("SELECT pg_terminate_backend(\(pid))") }
                         try await Task.sleep(for: .milliseconds(100))
-                        do { try c.execute("INSERT INTO t VALUES ($1)", [2]) } catch {}
+                        do { try c.execute("INSERT INTO t VALUES (\(2))") } catch {}
                         // The session is gone: this must not run in autocommit on a new session.
-                        try c.execute("INSERT INTO t VALUES ($1)", [3])
+                        try c.execute("INSERT INTO t VALUES (\(3))")
                     }
                 }
             }
@@ -157,16 +155,16 @@ struct PostgresConnectionTests {
             let values = try await connection.run { c -> [Int] in
                 try c.executeScript("CREATE TABLE t (v int PRIMARY KEY)")
                 try await c.withTransaction { c in
-                    try c.execute("INSERT INTO t VALUES ($1)", [1])
+                    try c.execute("INSERT INTO t VALUES (\(1))")
                     try? await c.withSavepoint { c in
-                        try c.execute("INSERT INTO t VALUES ($1)", [2])
-                        try c.execute("INSERT INTO t VALUES ($1)", [1])  // fails: duplicate
+                        try c.execute("INSERT INTO t VALUES (\(2))")
+                        try c.execute("INSERT INTO t VALUES (\(1))")  // fails: duplicate
                     }
-                    try c.execute("INSERT INTO t VALUES ($1)", [3])
+                    try c.execute("INSERT INTO t VALUES (\(3))")
                 }
                 do {
                     try await c.withTransaction { c in
-                        try c.execute("INSERT INTO t VALUES ($1)", [4])
+                        try c.execute("INSERT INTO t VALUES (\(4))")
                         throw TestSetupError(message: "abort")
                     }
                 } catch is TestSetupError {}
@@ -191,7 +189,7 @@ struct PostgresConnectionTests {
         }
         try await Task.sleep(for: .milliseconds(200))
         let sent = ContinuousClock.now
-        try await sender.run { s in _ = try s.query("SELECT pg_notify($1, $2)", [channel, "hello"]) }
+        try await sender.run { s in _ = try s.query("SELECT pg_notify(\(channel), \("hello"))") }
         let (arrived, received) = try await waiting.value
         #expect(received.map(\.payload) == ["hello"])
         #expect(arrived - sent < .milliseconds(100), "latency \(arrived - sent)")
@@ -220,7 +218,7 @@ struct PostgresConnectionTests {
                 }
                 let copied = try c.copyFrom("COPY t (id, note) FROM STDIN", rows: rows)
                 let count = try c.query("SELECT count(*) AS n FROM t")[0].decode(Int.self, "n")
-                let tricky = try c.query("SELECT note FROM t WHERE id = $1", [7])[0].decode(String?.self, "note")
+                let tricky = try c.query("SELECT note FROM t WHERE id = \(7)")[0].decode(String?.self, "note")
                 return (copied, count, tricky)
             }
             #expect(copied == 100_000)

@@ -21,7 +21,7 @@ public enum ContactStore {
     public static func clientIsActive(_ id: UUID, on connection: isolated PostgresConnection) throws(PostgresError)
         -> Bool?
     {
-        try connection.query("SELECT active FROM crm.clients WHERE id = $1", [id]).first?.decode(Bool.self, "active")
+        try connection.query("SELECT active FROM crm.clients WHERE id = \(id)").first?.decode(Bool.self, "active")
     }
 
     /// The active channels of `platform` that a reference names (by id, or by phone match
@@ -36,16 +36,16 @@ public enum ContactStore {
                 """
                 SELECT ch.id, ch.client_id, cl.active AS client_active
                 FROM crm.channels ch JOIN crm.clients cl ON cl.id = ch.client_id
-                WHERE ch.id = $1 AND ch.platform = $2 AND ch.active AND ($3::uuid IS NULL OR ch.client_id = $3::uuid)
-                """, [id, platform.rawValue, clientID])
+                WHERE ch.id = \(id) AND ch.platform = \(platform.rawValue) AND ch.active AND (\(clientID)::uuid IS NULL OR ch.client_id = \(clientID)::uuid)
+                """)
         case .phone(let phone):
             rows = try connection.query(
                 """
                 SELECT ch.id, ch.client_id, cl.active AS client_active
                 FROM crm.channels ch JOIN crm.clients cl ON cl.id = ch.client_id
-                WHERE ch.phone_key = $1 AND ch.platform = $2 AND ch.active
-                  AND ($3::uuid IS NULL OR ch.client_id = $3::uuid)
-                """, [phone.matchKey, platform.rawValue, clientID])
+                WHERE ch.phone_key = \(phone.matchKey) AND ch.platform = \(platform.rawValue) AND ch.active
+                  AND (\(clientID)::uuid IS NULL OR ch.client_id = \(clientID)::uuid)
+                """)
         }
         return try rows.map { row throws(PostgresError) in
             Channel(
@@ -66,14 +66,14 @@ public enum ContactStore {
     {
         let row = try connection.query(
             """
-            SELECT (SELECT coalesce(string_agg(id::text, ','), '') FROM crm.stages WHERE client_id = $1) AS stages,
+            SELECT (SELECT coalesce(string_agg(id::text, ','), '') FROM crm.stages WHERE client_id = \(clientID)) AS stages,
                    (SELECT coalesce(string_agg(id::text, ','), '') FROM crm.team_members
-                    WHERE client_id = $1 AND active) AS agents,
+                    WHERE client_id = \(clientID) AND active) AS agents,
                    (SELECT coalesce(jsonb_agg(jsonb_build_object(
                         'id', id, 'key', key, 'type', field_type, 'options', coalesce(options, '[]'::jsonb),
                         'identifier', is_identifier)), '[]'::jsonb)
-                    FROM crm.custom_field_definitions WHERE client_id = $1) AS definitions
-            """, [clientID])[0]
+                    FROM crm.custom_field_definitions WHERE client_id = \(clientID)) AS definitions
+            """)[0]
         func ids(_ column: String) throws(PostgresError) -> Set<UUID> {
             Set(try row.decode(String.self, column).split(separator: ",").compactMap { UUID(uuidString: String($0)) })
         }
@@ -195,7 +195,7 @@ public enum ContactStore {
         let rows = try connection.query(
             """
             WITH req AS (
-                SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+                SELECT * FROM unnest(\(ords)::int[], \(clients)::uuid[], \(channels)::uuid[], \(phoneKeys)::text[], \(externalIDs)::text[])
                     AS r(ord, client_id, channel_id, phone_key, external_user_id)
             ), found AS (
                 SELECT r.ord, r.client_id, r.phone_key AS wanted_phone_key, c.*
@@ -215,7 +215,7 @@ public enum ContactStore {
                 ) c ON true
             ), owners AS (
                 SELECT w.ord, v.customer_id, d.key
-                FROM unnest($6::int[], $7::uuid[], $8::text[]) AS w(ord, definition_id, identifier_key)
+                FROM unnest(\(identifierOrds)::int[], \(identifierDefinitions)::uuid[], \(identifierKeys)::text[]) AS w(ord, definition_id, identifier_key)
                 JOIN req r ON r.ord = w.ord
                 -- One probe of the primary key per value (LIMIT 1 keeps the planner from
                 -- scanning every value of the definition and filtering).
@@ -260,8 +260,7 @@ public enum ContactStore {
             FROM candidate ca
             LEFT JOIN locked l ON l.id = ca.candidate_id AND l.client_id = ca.client_id
             ORDER BY ca.ord
-            """,
-            [ords, clients, channels, phoneKeys, externalIDs, identifierOrds, identifierDefinitions, identifierKeys])
+            """)
         guard rows.count == requests.count else {
             throw PostgresError(
                 code: .protocolViolation, message: "lookup returned \(rows.count) rows for \(requests.count) jobs")
@@ -270,24 +269,24 @@ public enum ContactStore {
         lookups.reserveCapacity(rows.count)
         for row in rows {
             var lookup = Lookup()
-            if let id = try row.decode(UUID?.self, at: 1) {
+            if let id = try row.decode(UUID?.self, "id") {
                 lookup.contact = Contact(
-                    id: id, customerID: try row.decode(UUID.self, at: 2), platform: try row.decode(String.self, at: 3),
-                    phone: try row.decode(String?.self, at: 4), name: try row.decode(String?.self, at: 5),
-                    email: try row.decode(String?.self, at: 6), externalUserID: try row.decode(String?.self, at: 7),
-                    channelID: try row.decode(UUID.self, at: 8), createdAt: try row.decode(Date.self, at: 9))
+                    id: id, customerID: try row.decode(UUID.self, "customer_id"), platform: try row.decode(String.self, "platform"),
+                    phone: try row.decode(String?.self, "phone"), name: try row.decode(String?.self, "name"),
+                    email: try row.decode(String?.self, "email"), externalUserID: try row.decode(String?.self, "external_user_id"),
+                    channelID: try row.decode(UUID.self, "channel_id"), createdAt: try row.decode(Date.self, "created_at"))
             }
-            if let id = try row.decode(UUID?.self, at: 10) {
+            if let id = try row.decode(UUID?.self, "c_id") {
                 lookup.customer = Customer(
-                    id: id, name: try row.decode(String?.self, at: 11), email: try row.decode(String?.self, at: 12),
-                    phone: try row.decode(String?.self, at: 13), stageID: try row.decode(UUID?.self, at: 14),
-                    agentID: try row.decode(UUID?.self, at: 15),
-                    metaData: try row.decode(JSONValue.self, at: 16).objectValue ?? [:],
-                    customFields: (try row.decode(JSONValue.self, at: 17).objectValue ?? [:]).mapValues {
+                    id: id, name: try row.decode(String?.self, "c_name"), email: try row.decode(String?.self, "c_email"),
+                    phone: try row.decode(String?.self, "c_phone"), stageID: try row.decode(UUID?.self, "c_stage_id"),
+                    agentID: try row.decode(UUID?.self, "c_agent_id"),
+                    metaData: try row.decode(JSONValue.self, "c_meta_data").objectValue ?? [:],
+                    customFields: (try row.decode(JSONValue.self, "c_custom_fields").objectValue ?? [:]).mapValues {
                         $0.stringValue ?? $0.jsonText
                     })
             }
-            for owner in try row.decode(JSONValue?.self, at: 18)?.arrayValue ?? [] {
+            for owner in try row.decode(JSONValue?.self, "owners")?.arrayValue ?? [] {
                 guard let pair = owner.arrayValue, pair.count == 2,
                     let id = pair[0].stringValue.flatMap(PostgresUUID.parse), let key = pair[1].stringValue
                 else { throw PostgresError(code: .decoding, message: "malformed identifier owner") }
@@ -367,42 +366,42 @@ public enum ContactStore {
             WITH ins_customers AS (
                 INSERT INTO crm.customers (id, client_id, name, email, phone, stage_id, agent_id, meta_data, custom_fields)
                 SELECT * FROM ROWS FROM (
-                    unnest($1::uuid[]), unnest($2::uuid[]), unnest($3::text[]), unnest($4::text[]), unnest($5::text[]),
-                    unnest($6::uuid[]), unnest($7::uuid[]), jsonb_array_elements($8::jsonb),
-                    jsonb_array_elements($9::jsonb))
+                    unnest(\(newCustomers.ids)::uuid[]), unnest(\(newCustomers.clients)::uuid[]), unnest(\(newCustomers.names)::text[]), unnest(\(newCustomers.emails)::text[]), unnest(\(newCustomers.phones)::text[]),
+                    unnest(\(newCustomers.stages)::uuid[]), unnest(\(newCustomers.agents)::uuid[]), jsonb_array_elements(\(JSONValue.array(newCustomers.metaData))::jsonb),
+                    jsonb_array_elements(\(JSONValue.array(newCustomers.customFields))::jsonb))
                 RETURNING 1
             ), upd_customers AS (
                 UPDATE crm.customers c
                 SET name = u.name, email = u.email, phone = u.phone, stage_id = u.stage_id, agent_id = u.agent_id,
                     meta_data = u.meta_data, custom_fields = u.custom_fields, updated_at = now()
                 FROM ROWS FROM (
-                    unnest($10::uuid[]), unnest($11::uuid[]), unnest($12::text[]), unnest($13::text[]),
-                    unnest($14::text[]), unnest($15::uuid[]), unnest($16::uuid[]), jsonb_array_elements($17::jsonb),
-                    jsonb_array_elements($18::jsonb))
+                    unnest(\(changedCustomers.ids)::uuid[]), unnest(\(changedCustomers.clients)::uuid[]), unnest(\(changedCustomers.names)::text[]), unnest(\(changedCustomers.emails)::text[]),
+                    unnest(\(changedCustomers.phones)::text[]), unnest(\(changedCustomers.stages)::uuid[]), unnest(\(changedCustomers.agents)::uuid[]), jsonb_array_elements(\(JSONValue.array(changedCustomers.metaData))::jsonb),
+                    jsonb_array_elements(\(JSONValue.array(changedCustomers.customFields))::jsonb))
                      AS u(id, client_id, name, email, phone, stage_id, agent_id, meta_data, custom_fields)
                 WHERE c.id = u.id AND c.client_id = u.client_id
                 RETURNING 1
             ), ins_contacts AS (
                 INSERT INTO crm.contacts (id, client_id, customer_id, channel_id, platform, phone, external_user_id,
                                           name, email)
-                SELECT * FROM unnest($19::uuid[], $20::uuid[], $21::uuid[], $22::uuid[], $23::text[], $24::text[],
-                                     $25::text[], $26::text[], $27::text[])
+                SELECT * FROM unnest(\(newContacts.ids)::uuid[], \(newContacts.clients)::uuid[], \(newContacts.customers)::uuid[], \(newContacts.channels)::uuid[], \(newContacts.platforms)::text[], \(newContacts.phones)::text[],
+                                     \(newContacts.externalUserIDs)::text[], \(newContacts.names)::text[], \(newContacts.emails)::text[])
                 RETURNING id, created_at
             ), upd_contacts AS (
                 UPDATE crm.contacts c SET name = u.name, email = u.email, updated_at = now()
-                FROM unnest($28::uuid[], $29::uuid[], $30::text[], $31::text[]) AS u(id, client_id, name, email)
+                FROM unnest(\(changedContacts.ids)::uuid[], \(changedContacts.clients)::uuid[], \(changedContacts.names)::text[], \(changedContacts.emails)::text[]) AS u(id, client_id, name, email)
                 WHERE c.id = u.id AND c.client_id = u.client_id
                 RETURNING c.id, c.created_at
             ), release AS (
                 DELETE FROM crm.customer_identifiers i
-                USING unnest($32::uuid[], $33::uuid[]) AS r(customer_id, definition_id)
+                USING unnest(\(releaseCustomers)::uuid[], \(releaseDefinitions)::uuid[]) AS r(customer_id, definition_id)
                 WHERE i.customer_id = r.customer_id AND i.definition_id = r.definition_id
                 RETURNING 1
             ), claim AS (
                 -- A value this customer already holds is kept; one another customer holds
                 -- is not taken, and the count below tells the caller.
                 INSERT INTO crm.customer_identifiers (client_id, definition_id, identifier_key, customer_id)
-                SELECT * FROM unnest($34::uuid[], $35::uuid[], $36::text[], $37::uuid[])
+                SELECT * FROM unnest(\(claimClients)::uuid[], \(claimDefinitions)::uuid[], \(claimKeys)::text[], \(claimCustomers)::uuid[])
                 ON CONFLICT (client_id, definition_id, identifier_key) DO UPDATE SET customer_id = EXCLUDED.customer_id
                 WHERE customer_identifiers.customer_id = EXCLUDED.customer_id
                 RETURNING 1
@@ -412,21 +411,10 @@ public enum ContactStore {
             SELECT id, created_at, NULL FROM upd_contacts
             UNION ALL
             SELECT NULL, NULL, count(*) FROM claim
-            """,
-            [newCustomers.ids, newCustomers.clients, newCustomers.names, newCustomers.emails, newCustomers.phones,
-             newCustomers.stages, newCustomers.agents, JSONValue.array(newCustomers.metaData),
-             JSONValue.array(newCustomers.customFields),
-             changedCustomers.ids, changedCustomers.clients, changedCustomers.names, changedCustomers.emails,
-             changedCustomers.phones, changedCustomers.stages, changedCustomers.agents,
-             JSONValue.array(changedCustomers.metaData), JSONValue.array(changedCustomers.customFields),
-             newContacts.ids, newContacts.clients, newContacts.customers, newContacts.channels, newContacts.platforms,
-             newContacts.phones, newContacts.externalUserIDs, newContacts.names, newContacts.emails,
-             changedContacts.ids, changedContacts.clients, changedContacts.names, changedContacts.emails,
-             releaseCustomers, releaseDefinitions,
-             claimClients, claimDefinitions, claimKeys, claimCustomers])
+            """)
         var createdAt: [UUID: Date] = [:]
         for row in rows {
-            if let claimed = try row.decode(Int?.self, at: 2) {
+            if let claimed = try row.decode(Int?.self, "claimed") {
                 guard claimed == claimCustomers.count else {
                     throw PostgresError(
                         code: .server, sqlState: .uniqueViolation,
@@ -434,7 +422,7 @@ public enum ContactStore {
                 }
                 continue
             }
-            createdAt[try row.decode(UUID.self, at: 0)] = try row.decode(Date.self, at: 1)
+            createdAt[try row.decode(UUID.self, "id")] = try row.decode(Date.self, "created_at")
         }
         return createdAt
     }
