@@ -86,12 +86,20 @@ public struct ContactRequest: Sendable, Hashable {
         public var errors = ContactError()
         public var platform: Platform?
         public var channel: ChannelReference?
+        public var identity: ContactIdentity?
         public var stageID: UUID?
         public var agentID: UUID?
         public var customFieldValues: [(key: String, value: CustomFieldInput)] = []
         public var metaData: [String: JSONValue]?
         /// The request, when there was no problem at all.
         public var request: ContactRequest?
+
+        /// The person, when the platform, the channel and the contact's identity are valid
+        /// (whatever else is wrong).
+        public var person: Person? {
+            guard let platform, let channel, let identity else { return nil }
+            return Person(platform: platform, channel: channel, identity: identity)
+        }
     }
 
     /// Applies the rules of DOMAIN.md section 1 (see ``validate(_:)``) and keeps the valid parts.
@@ -283,6 +291,7 @@ public struct ContactRequest: Sendable, Hashable {
         draft.errors = errors
         draft.platform = platform
         draft.channel = channel
+        draft.identity = identity
         draft.stageID = stageID
         draft.agentID = agentID
         draft.customFieldValues = customFieldValues
@@ -297,40 +306,46 @@ public struct ContactRequest: Sendable, Hashable {
 }
 
 extension ContactRequest {
-    /// The queue's default ordering key for a payload, exactly as the database's
-    /// `crm.contact_ordering_key` computes it (the channel identity, the contact's phone as
-    /// its match key), or nil when the payload does not name one. Producers that COPY many
-    /// jobs set it themselves, so that the insert trigger has nothing to compute; a test
-    /// checks that both agree.
+    /// The queue's default ordering key for a payload (``Person/orderingKey``), or nil when the
+    /// payload does not name a person. Producers that COPY many jobs set it themselves, so that
+    /// the insert trigger has nothing to compute; a test checks that both agree.
     public static func orderingKey(_ payload: JSONValue) -> String? {
-        guard case .object(let object) = payload, case .string(let channel)? = object["channel"] else { return nil }
+        enqueuedPerson(payload)?.orderingKey
+    }
+
+    /// The person of a payload read exactly as the database's `crm.contact_ordering_key` reads
+    /// it at enqueue (spaces trimmed as `btrim` does, no other validation), so that a key set by
+    /// a producer equals the one the insert trigger would compute.
+    static func enqueuedPerson(_ payload: JSONValue) -> Person? {
+        guard case .object(let object) = payload, case .string(let channel)? = object["channel"],
+            let platform = Platform(rawValue: channel)
+        else { return nil }
         let channelRef: String
-        let contactRef: String
-        switch channel {
-        case "whatsapp", "web-whatsapp":
+        let contact: Person.Contact
+        if platform.usesPhone {
             guard case .string(let channelPhone)? = object["channel_phone_number"],
                 case .string(let contactPhone)? = object["contact_phone_number"],
-                case .success(let contact) = PhoneNumber.parse(contactPhone)
+                case .success(let phone) = PhoneNumber.parse(contactPhone)
             else { return nil }
             let trimmed = trimASCIISpaces(channelPhone)
             if isUUIDText(trimmed) {
                 channelRef = trimmed.lowercased()
             } else {
-                guard case .success(let phone) = PhoneNumber.parse(trimmed) else { return nil }
-                channelRef = phone.matchKey
+                guard case .success(let channelNumber) = PhoneNumber.parse(trimmed) else { return nil }
+                channelRef = channelNumber.matchKey
             }
-            contactRef = contact.matchKey
-        case "webchat":
+            contact = .phone(matchKey: phone.matchKey)
+        } else {
             guard case .string(let channelID)? = object["channel_id"],
                 case .string(let user)? = object["external_user_id"]
             else { return nil }
             channelRef = trimASCIISpaces(channelID).lowercased()
-            contactRef = trimASCIISpaces(user)
-        default:
-            return nil
+            let trimmedUser = trimASCIISpaces(user)
+            guard !trimmedUser.isEmpty else { return nil }
+            contact = .user(trimmedUser)
         }
-        guard !contactRef.isEmpty, channelRef.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
-        return channel + ":" + channelRef + ":" + contactRef
+        guard channelRef.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
+        return Person(platform: platform, channel: channelRef, contact: contact)
     }
 
     /// PostgreSQL's one-argument `btrim`: spaces only.
@@ -353,28 +368,6 @@ extension ContactRequest {
             }
         }
         return true
-    }
-
-    /// The person a payload names, read cheaply (no full validation): the key of the lock that
-    /// serializes every job of one person of `organization` (all of them across channels, so
-    /// that the same person writing to two of its numbers resolves to one customer). Without
-    /// an organization ('' : its channel is unknown) the lock covers the number in every
-    /// organization. Nil when the payload names no valid identity.
-    public static func identityLockKey(_ payload: JSONValue, organization: String = "") -> String? {
-        guard case .object(let object) = payload, case .string(let channel)? = object["channel"],
-            let platform = Platform(rawValue: channel)
-        else { return nil }
-        if platform.usesPhone {
-            guard case .string(let phone)? = object["contact_phone_number"],
-                case .success(let number) = PhoneNumber.parse(phone)
-            else { return nil }
-            return "crm.phone:\(organization):\(number.matchKey)"
-        }
-        guard case .string(let channelID)? = object["channel_id"], SeedUUID.matches(channelID),
-            case .string(let user)? = object["external_user_id"]
-        else { return nil }
-        let trimmed = user.trimmingSpaces
-        return trimmed.isEmpty ? nil : "crm.webchat:\(channelID.lowercased()):\(trimmed)"
     }
 }
 

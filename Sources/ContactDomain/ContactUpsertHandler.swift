@@ -20,8 +20,6 @@ import Postgres
 /// by one in savepoints, and a job that lost is re-run at once and finds the winner's rows.
 public struct ContactUpsertHandler: JobHandler {
     public let kind = "contact.upsert"
-    /// Batches run set-based.
-    public let handlesBatches = true
     let structurer: any MetadataStructurer
     let cache = ContactCache()
 
@@ -29,12 +27,37 @@ public struct ContactUpsertHandler: JobHandler {
         self.structurer = structurer
     }
 
+    /// A job read once: what the rules without a database made of its payload, and the lock
+    /// of its person in the organization it was enqueued for.
+    public struct Work: Sendable {
+        var draft: ContactRequest.Draft
+        var lockKey: String?
+    }
+
+    /// Applies every rule that needs no database (``ContactRequest/check(_:)``); the problems
+    /// found are reported with those that need the database, so this never throws.
+    public func decode(_ job: Job) -> Work {
+        let draft = ContactRequest.check(job.payload)
+        return Work(draft: draft, lockKey: draft.person?.key(organization: job.fairnessKey))
+    }
+
+    /// The lock a job takes (the worker takes them for a whole batch up front, in one order):
+    /// its person's (``Person/key(organization:)``), so that the same person writing to two of
+    /// the organization's numbers resolves to one customer while the same number in another
+    /// organization, a different customer, never waits for it. (Identifier values are not
+    /// locked: which fields are identifiers depends on the organization, and the unique index
+    /// settles their races.)
+    public func lockKeys(for work: Work) -> [String] {
+        work.lockKey.map { [$0] } ?? []
+    }
+
     /// Refreshes the settings cache when an organization's settings changed.
-    public func prepareBatch(_ jobs: [Job], on connection: isolated PostgresConnection) async throws {
+    public func prepareBatch(_ jobs: [DecodedJob<Work>], on connection: isolated PostgresConnection) async throws {
         cache.observe(version: try ContactStore.configVersion(on: connection))
     }
 
-    public func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue
+    public func handle(_ job: DecodedJob<Work>, on connection: isolated PostgresConnection, logger: Logger)
+        async throws -> JSONValue
     {
         try await handleBatch([job], on: connection, logger: logger)[0].get()
     }
@@ -45,8 +68,8 @@ public struct ContactUpsertHandler: JobHandler {
     /// identifier value, one customer) go to later rounds, in batch order, and see what the
     /// earlier ones wrote; later jobs of a round job's own contact ride along in its round,
     /// planned in memory on top of it (see ``UpsertPlanning/nextRound(_:keys:chains:)``).
-    public func handleBatch(_ jobs: [Job], on connection: isolated PostgresConnection, logger: Logger) async throws
-        -> [Result<JSONValue, any Error>]
+    public func handleBatch(_ jobs: [DecodedJob<Work>], on connection: isolated PostgresConnection, logger: Logger)
+        async throws -> [Result<JSONValue, any Error>]
     {
         var results = [Result<JSONValue, any Error>?](repeating: nil, count: jobs.count)
         // A prepared job, its place in the batch and its dependency keys.
@@ -57,7 +80,7 @@ public struct ContactUpsertHandler: JobHandler {
             do {
                 let prepared = try await prepare(job, on: connection)
                 pending.append((index, prepared, prepared.dependencyKeys))
-            } catch let error as PostgresError {
+            } catch let error where error is PostgresError || error is LostRace {
                 throw error
             } catch {
                 results[index] = .failure(error)
@@ -101,9 +124,7 @@ public struct ContactUpsertHandler: JobHandler {
                         plans.append(plan)
                         planned.append((item.index, plan))
                     } catch is UpsertPlanning.Vanished {
-                        throw PostgresError(
-                            code: .server, sqlState: .foreignKeyViolation,
-                            message: "the customer of contact \(lookup.contact?.id.uuidString ?? "") is gone")
+                        throw LostRace("the customer of a contact was deleted between its lookup and its lock")
                     } catch {
                         results[item.index] = .failure(error)
                     }
@@ -113,21 +134,24 @@ public struct ContactUpsertHandler: JobHandler {
             let createdAt = try ContactStore.write(writes, on: connection)
             for (index, plan) in planned {
                 guard let date = plan.contact.createdAt ?? createdAt[plan.contact.id] else {
-                    throw PostgresError(code: .protocolViolation, message: "the contact was neither found nor written")
+                    throw UpsertInvariant.contactNotWritten
                 }
                 results[index] = .success(UpsertPlanning.result(plan, createdAt: date))
             }
             pending = (deferred + rest).sorted { $0.index < $1.index }
         }
-        return results.map { $0 ?? .failure(PostgresError(code: .protocolViolation, message: "job left without a result")) }
+        return results.map { $0 ?? .failure(UpsertInvariant.jobWithoutResult) }
     }
 
     /// Every rule that needs no lookup of the person: the payload, the client, the channel,
     /// stage, agent and custom fields against the client's settings, and the structurer.
     /// Throws the job's ``ContactError`` with every problem found, or a database error.
-    func prepare(_ job: Job, on connection: isolated PostgresConnection) async throws -> PreparedUpsert {
-        // 1. The rules without a database.
-        let draft = ContactRequest.check(job.payload)
+    func prepare(_ decoded: DecodedJob<Work>, on connection: isolated PostgresConnection) async throws
+        -> PreparedUpsert
+    {
+        // 1. The rules without a database, applied once when the job was decoded.
+        let job = decoded.job
+        let draft = decoded.work.draft
         var errors = draft.errors
         guard let platform = draft.platform, let reference = draft.channel else { throw errors }
 
@@ -200,17 +224,6 @@ public struct ContactUpsertHandler: JobHandler {
         return PreparedUpsert(
             request: request, channel: channel,
             fieldChanges: changes.values.sorted { $0.definition.key < $1.definition.key }, structured: structured)
-    }
-
-    /// The locks a job takes (the worker takes them for a whole batch up front, in one order):
-    /// one per person, by organization (the job's fairness key, resolved at enqueue) and phone
-    /// match key on the WhatsApp platforms (so the same person writing to two of the client's
-    /// numbers resolves to one customer, while the same number in another organization, a
-    /// different customer, never waits for it) or by channel and external user id on webchat.
-    /// (Identifier values are not locked: which fields are identifiers depends on the client,
-    /// and the unique index settles their races.)
-    public func lockKeys(for job: Job) -> [String] {
-        ContactRequest.identityLockKey(job.payload, organization: job.fairnessKey).map { [$0] } ?? []
     }
 }
 

@@ -40,16 +40,13 @@ struct PreparedUpsert: Sendable {
     }
 
     /// Names for everything that makes two jobs of one batch depend on each other: the
-    /// person (phone match key, or webchat channel and user) and each identifier value. Jobs
-    /// sharing a name never go into one set-based round.
+    /// person (``Person/key(organization:)``, in the job's organization) and each identifier
+    /// value. Jobs sharing a name never go into one set-based round.
     var dependencyKeys: [String] {
-        var keys: [String]
-        switch request.identity {
-        case .phone(let phone): keys = ["p:" + phone.matchKey]
-        case .externalUser(let id): keys = ["w:" + PostgresUUID.string(channel.id) + ":" + id]
-        }
+        let person = Person(platform: request.platform, channel: .id(channel.id), identity: request.identity)
+        var keys = [person.key(organization: PostgresUUID.string(clientID))]
         for identifier in identifiers {
-            keys.append("i:" + PostgresUUID.string(identifier.definitionID) + ":" + identifier.identifierKey)
+            keys.append("identifier:" + PostgresUUID.string(identifier.definitionID) + ":" + identifier.identifierKey)
         }
         return keys
     }

@@ -16,21 +16,24 @@ public enum JobProducer {
     public static func enqueue(_ job: NewJob, on connection: isolated PostgresConnection) throws(PostgresError)
         -> Int64
     {
-        let inserted = try connection.query(
-            """
-            INSERT INTO queue.jobs (queue, kind, payload, client_id, idempotency_key, ordering_key, priority,
-                                    run_at, max_attempts, fairness_key)
-            VALUES (\(job.queue), \(job.kind), \(job.payload)::jsonb, \(job.clientID)::uuid, \(job.idempotencyKey), \(job.orderingKey), \(job.priority), coalesce(\(job.runAt)::timestamptz, now()), \(job.maxAttempts), \(job.fairnessKey ?? ""))
-            ON CONFLICT DO NOTHING
-            RETURNING id
-            """)
-        if let row = inserted.first { return try row.decode(Int64.self, "id") }
-        let existing = try connection.query(
-            "SELECT id FROM queue.jobs WHERE queue = \(job.queue) AND idempotency_key = \(job.idempotencyKey)")
-        guard let row = existing.first else {
-            throw PostgresError(code: .protocolViolation, message: "the job was neither inserted nor found")
+        // The first job of the key can vanish between the conflict and the lookup (an operator
+        // purged it): the insert then wins on the next try.
+        while true {
+            let inserted = try connection.query(
+                """
+                INSERT INTO queue.jobs (queue, kind, payload, client_id, idempotency_key, ordering_key, priority,
+                                        run_at, max_attempts, fairness_key)
+                VALUES (\(job.queue), \(job.kind), \(job.payload)::jsonb, \(job.clientID)::uuid, \(job.idempotencyKey),
+                        \(job.orderingKey), \(job.priority), coalesce(\(job.runAt)::timestamptz, now()), \(job.maxAttempts),
+                        \(job.fairnessKey ?? ""))
+                ON CONFLICT DO NOTHING
+                RETURNING id
+                """)
+            if let row = inserted.first { return try row.decode(Int64.self, "id") }
+            let existing = try connection.query(
+                "SELECT id FROM queue.jobs WHERE queue = \(job.queue) AND idempotency_key = \(job.idempotencyKey)")
+            if let row = existing.first { return try row.decode(Int64.self, "id") }
         }
-        return try row.decode(Int64.self, "id")
     }
 
     /// Enqueues many jobs with `COPY` and returns how many were inserted.

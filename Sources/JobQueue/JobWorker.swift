@@ -74,9 +74,8 @@ public struct WorkerConfiguration: Sendable {
 ///
 /// `concurrency` slots each claim a batch with `FOR UPDATE SKIP LOCKED` (one slot at a time,
 /// see ``ClaimGate``), run it in one transaction and record every outcome with one fenced
-/// statement in that same transaction. Jobs of a set-based handler run together in one
-/// savepoint, the others each in their own (or none, for handlers that fail before writing),
-/// so one job's failure never touches another. Idle slots sleep until
+/// statement in that same transaction (see ``BatchExecutor``), so one job's failure never
+/// touches another. Idle slots sleep until
 /// a `NOTIFY` on `queue_jobs`, the fallback poll, or shutdown. A housekeeping task extends the
 /// leases this worker holds and rescues jobs whose worker died.
 ///
@@ -97,7 +96,8 @@ public final class JobWorker: Service, Sendable {
     /// its lease runs out and any worker rescues it.
     private let held = Mutex<Set<Int64>>([])
     private let listenerBox = Mutex<PostgresConnection?>(nil)
-    let health = WorkerHealth()
+    let health: WorkerHealth
+    let executor: BatchExecutor
 
     /// A worker over `database`, with one pooled connection per slot plus one for
     /// housekeeping, and a dedicated one for LISTEN.
@@ -113,6 +113,8 @@ public final class JobWorker: Service, Sendable {
         for handler in handlers { byKind[handler.kind] = handler }
         self.handlers = byKind
         self.logger = logger
+        self.health = WorkerHealth()
+        self.executor = BatchExecutor(configuration: configuration, handlers: byKind, pool: pool, health: health)
     }
 
     /// Asks the worker to stop claiming and return once in-flight batches are done.
@@ -236,7 +238,7 @@ public final class JobWorker: Service, Sendable {
             }
             held.withLock { $0.formUnion(jobs.map(\.id)) }
             await bell.ring()  // there may be more: the next idle slot looks
-            await process(jobs, logger: logger)
+            await executor.process(jobs, logger: logger)
             held.withLock { $0.subtract(jobs.map(\.id)) }
             urgent.finished(by: slot)
             await bell.ring()
@@ -248,276 +250,6 @@ public final class JobWorker: Service, Sendable {
         let deadline = ContinuousClock.now + .milliseconds(milliseconds)
         while !isStopping, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
-        }
-    }
-
-    /// Runs one claimed batch in one transaction and records every outcome in it.
-    func process(_ jobs: [Job], logger: Logger) async {
-        let started = ContinuousClock.now
-        let configuration = self.configuration
-        let handlers = self.handlers
-        // The jobs run one by one go without savepoints when every handler allows it; after a
-        // database error, again with them. (Set-based jobs have a savepoint of their own.)
-        let fast = jobs.allSatisfy { job in
-            guard let handler = handlers[job.kind] else { return true }
-            return handler.handlesBatches || handler.failsBeforeWriting
-        }
-        do {
-            var result: BatchResult
-            do {
-                result = try await runBatch(jobs, savepoints: !fast, logger: logger)
-            } catch is NeedsSavepoints {
-                result = try await runBatch(jobs, savepoints: true, logger: logger)
-            }
-            health.succeeded()
-            for id in result.skipped {
-                logger.warning("lease lost before the job ran; left to its new owner", metadata: ["job.id": "\(id)"])
-            }
-            let byID = Dictionary(jobs.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-            for (id, outcome, duration) in result.finished {
-                guard let job = byID[id] else { continue }
-                guard result.recorded.contains(id) else {
-                    logger.warning("lease lost while the job ran; its outcome was discarded", metadata: ["job.id": "\(id)"])
-                    continue
-                }
-                log(job, outcome, duration: duration, batchDuration: ContinuousClock.now - started, logger: logger)
-            }
-        } catch {
-            health.failed(error)
-            // The transaction itself failed (connection lost, commit failed): nothing of it
-            // was written. Record a retry for each job in a fresh transaction if possible;
-            // otherwise the leases expire and the jobs are rescued.
-            let failure = JobFailure.classify(error)
-            let outcomes = jobs.map { job in
-                (id: job.id, outcome: Self.outcome(for: failure, job: job, policy: configuration.retryPolicy))
-            }
-            logger.warning(
-                "batch transaction failed", metadata: ["error": "\(error)", "jobs.count": "\(jobs.count)"])
-            do {
-                try await pool.withConnection { connection in
-                    _ = try QueueStore.finish(outcomes, worker: configuration.workerID, on: connection)
-                }
-            } catch {
-                logger.warning(
-                    "could not record the failed batch; leases will expire", metadata: ["error": "\(error)"])
-            }
-        }
-    }
-
-    struct BatchResult: Sendable {
-        var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)]
-        /// The jobs whose outcome the fenced completion recorded.
-        var recorded: Set<Int64>
-        var skipped: [Int64]
-    }
-
-    /// A database error inside a batch run without savepoints: roll back, run it again with them.
-    struct NeedsSavepoints: Error {}
-
-    private func runBatch(_ jobs: [Job], savepoints: Bool, logger: Logger) async throws -> BatchResult {
-        let configuration = self.configuration
-        let handlers = self.handlers
-        return try await pool.withConnection { connection in
-            try await connection.withTransaction { connection in
-                let owned = try QueueStore.lockOwned(
-                    ids: jobs.map(\.id), worker: configuration.workerID, on: connection)
-                let ownedJobs = jobs.filter { owned.contains($0.id) }
-                let lockKeys = ownedJobs.flatMap { job in handlers[job.kind]?.lockKeys(for: job) ?? [] }
-                try QueueStore.lock(keys: lockKeys, on: connection)
-                for (kind, handler) in handlers {
-                    let ofKind = ownedJobs.filter { $0.kind == kind }
-                    if !ofKind.isEmpty { try await handler.prepareBatch(ofKind, on: connection) }
-                }
-                var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)] = []
-                // Jobs of set-based handlers wait for their group; the rest run one by one.
-                var groups: [String: [Job]] = [:]
-                var retried = RetriedKeys()
-                for job in ownedJobs {
-                    if let handler = handlers[job.kind], handler.handlesBatches, job.payloadProblem == nil {
-                        groups[job.kind, default: []].append(job)
-                        continue
-                    }
-                    if retried.blocks(job) {
-                        finished.append((job.id, .deferred, .zero))
-                        continue
-                    }
-                    let jobStarted = ContinuousClock.now
-                    let outcome = try await Self.run(
-                        job, handler: handlers[job.kind], configuration: configuration, savepoint: savepoints,
-                        on: connection, logger: logger)
-                    retried.note(job, outcome)
-                    finished.append((job.id, outcome, ContinuousClock.now - jobStarted))
-                }
-                for kind in groups.keys.sorted() {
-                    guard let group = groups[kind], let handler = handlers[kind] else { continue }
-                    finished += try await Self.runSetBased(
-                        group, handler: handler, configuration: configuration, on: connection, logger: logger)
-                }
-                let recorded = try QueueStore.finish(
-                    finished.map { ($0.id, $0.outcome) }, worker: configuration.workerID, on: connection)
-                return BatchResult(
-                    finished: finished, recorded: recorded, skipped: jobs.map(\.id).filter { !owned.contains($0) })
-            }
-        }
-    }
-
-    /// Runs jobs of one kind through the handler's set-based ``JobHandler/handleBatch(_:on:logger:)``
-    /// in one savepoint; after a database error, rolls it back and runs them one by one.
-    static func runSetBased(
-        _ jobs: [Job], handler: any JobHandler, configuration: WorkerConfiguration,
-        on connection: isolated PostgresConnection, logger: Logger
-    ) async throws -> [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)] {
-        let started = ContinuousClock.now
-        do {
-            let results = try await connection.withSavepoint { connection in
-                try await handler.handleBatch(jobs, on: connection, logger: logger)
-            }
-            guard results.count == jobs.count else {
-                throw JobFailure(
-                    status: 500, code: "internal",
-                    message: "\(handler.kind) returned \(results.count) results for \(jobs.count) jobs",
-                    details: nil, isRetryable: true)
-            }
-            let share = (ContinuousClock.now - started) / jobs.count
-            let finished = zip(jobs, results).map { job, result in
-                switch result {
-                case .success(let value): return (id: job.id, outcome: QueueStore.Outcome.succeeded(value), duration: share)
-                case .failure(let error):
-                    return (job.id, outcome(for: JobFailure.classify(error), job: job, policy: configuration.retryPolicy), share)
-                }
-            }
-            // A job that will be retried must not have later jobs of its key run before it:
-            // if the set ran any, it is rolled back and its jobs run one by one.
-            var retried = RetriedKeys()
-            for (job, item) in zip(jobs, finished) {
-                if retried.blocks(job) { throw RetryAheadInSet() }
-                retried.note(job, item.outcome)
-            }
-            return finished
-        } catch let error as PostgresError where error.code == .connection || error.code == .transactionAborted {
-            throw error
-        } catch {
-            logger.debug(
-                "set-based run failed; running its jobs one by one",
-                metadata: ["error": "\(error)", "jobs.count": "\(jobs.count)", "job.kind": "\(handler.kind)"])
-            var finished: [(id: Int64, outcome: QueueStore.Outcome, duration: Duration)] = []
-            var retried = RetriedKeys()
-            for job in jobs {
-                if retried.blocks(job) {
-                    finished.append((job.id, .deferred, .zero))
-                    continue
-                }
-                let jobStarted = ContinuousClock.now
-                let outcome = try await run(
-                    job, handler: handler, configuration: configuration, savepoint: true, on: connection, logger: logger)
-                retried.note(job, outcome)
-                finished.append((job.id, outcome, ContinuousClock.now - jobStarted))
-            }
-            return finished
-        }
-    }
-
-    /// A set ran a job of a key after an earlier job of that key that will be retried.
-    struct RetryAheadInSet: Error {}
-
-    /// The ordering keys of a batch's jobs that will be retried: a later job of such a key
-    /// must not run in this batch (it would overtake the retry); it goes back to wait.
-    struct RetriedKeys {
-        private var keys = Set<String>()
-
-        func blocks(_ job: Job) -> Bool { job.orderingKey.map(keys.contains) ?? false }
-
-        mutating func note(_ job: Job, _ outcome: QueueStore.Outcome) {
-            guard let key = job.orderingKey else { return }
-            switch outcome {
-            case .retry, .deferred: keys.insert(key)
-            case .succeeded, .failed: break
-            }
-        }
-    }
-
-    /// Runs one job, in a savepoint unless `savepoint` is false, re-running it at once after a
-    /// lost race.
-    static func run(
-        _ job: Job, handler: (any JobHandler)?, configuration: WorkerConfiguration, savepoint: Bool = true,
-        on connection: isolated PostgresConnection, logger: Logger
-    ) async throws -> QueueStore.Outcome {
-        guard let handler else { return .failed(.unknownKind(job.kind)) }
-        if let problem = job.payloadProblem {
-            return .failed(
-                JobFailure(
-                    status: 400, code: "invalid_payload", message: "the payload cannot be read: \(problem)",
-                    details: nil, isRetryable: false))
-        }
-        var jobLogger = logger
-        jobLogger[metadataKey: "job.id"] = "\(job.id)"
-        if !savepoint {
-            do {
-                return .succeeded(try await handler.handle(job, on: connection, logger: jobLogger))
-            } catch is PostgresError {
-                throw NeedsSavepoints()
-            } catch {
-                return outcome(for: JobFailure.classify(error), job: job, policy: configuration.retryPolicy)
-            }
-        }
-        var attempt = 0
-        while true {
-            do {
-                let result = try await connection.withSavepoint { connection in
-                    try await handler.handle(job, on: connection, logger: jobLogger)
-                }
-                return .succeeded(result)
-            } catch let error as PostgresError where error.code == .connection || error.code == .transactionAborted {
-                throw error
-            } catch {
-                if Self.isLostRace(error), attempt < configuration.immediateRetries {
-                    attempt += 1
-                    jobLogger.debug("lost a race; running the job again", metadata: ["error": "\(error)"])
-                    continue
-                }
-                return outcome(for: JobFailure.classify(error), job: job, policy: configuration.retryPolicy)
-            }
-        }
-    }
-
-    static func outcome(for failure: JobFailure, job: Job, policy: RetryPolicy) -> QueueStore.Outcome {
-        if failure.isRetryable, job.attempt < job.maxAttempts {
-            return .retry(failure, after: policy.delay(afterAttempt: job.attempt))
-        }
-        return .failed(failure)
-    }
-
-    static func isLostRace(_ error: any Error) -> Bool {
-        guard let error = error as? PostgresError, let state = error.sqlState else { return false }
-        return [SQLState.uniqueViolation, .foreignKeyViolation, .deadlockDetected, .serializationFailure]
-            .contains(state)
-    }
-
-    private func log(
-        _ job: Job, _ outcome: QueueStore.Outcome, duration: Duration, batchDuration: Duration, logger: Logger
-    ) {
-        // Every line below is at info: build nothing when it would be dropped.
-        guard logger.logLevel <= .info else { return }
-        var metadata: Logger.Metadata = [
-            "job.id": "\(job.id)", "job.kind": "\(job.kind)", "job.attempt": "\(job.attempt)",
-            "job.duration_ms": "\(Double(duration.microseconds / 10) / 100)",
-            "batch.duration_ms": "\(batchDuration.milliseconds)",
-        ]
-        switch outcome {
-        case .succeeded:
-            metadata["job.outcome"] = "succeeded"
-            logger.info("job finished", metadata: metadata)
-        case .failed(let failure):
-            metadata["job.outcome"] = "failed"
-            metadata["job.error"] = "\(failure.code)"
-            logger.info("job finished", metadata: metadata)
-        case .retry(let failure, let delay):
-            metadata["job.outcome"] = "retry"
-            metadata["job.error"] = "\(failure.code)"
-            metadata["job.retry_in_ms"] = "\(delay.milliseconds)"
-            logger.info("job finished", metadata: metadata)
-        case .deferred:
-            logger.info("job deferred behind an earlier job of its key that will be retried", metadata: metadata)
         }
     }
 

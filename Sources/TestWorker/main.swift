@@ -14,10 +14,14 @@ import ServiceLifecycle
 import UnixSignals
 
 struct RecordHandler: JobHandler {
+    typealias Work = Void
     let kind = "test.record"
     let worker: String
 
-    func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue {
+    func handle(_ decoded: DecodedJob<Void>, on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> JSONValue
+    {
+        let job = decoded.job
         try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES (\(job.id), \(worker))")
         if case .number(let ms)? = job.payload["ms"], let milliseconds = ms.intValue, milliseconds > 0 {
             try connection.execute("SELECT pg_sleep(\(milliseconds)::float8 / 1000)")
@@ -64,7 +68,7 @@ do {
     let database = try PostgresConfiguration(url)
     let worker = JobWorker(
         configuration: configuration, database: database,
-        handlers: [RecordHandler(worker: configuration.workerID), NoopHandler(), SleepHandler()], logger: logger)
+        handlers: [RecordHandler(worker: configuration.workerID), NoopHandler()], logger: logger)
     let group = ServiceGroup(
         configuration: ServiceGroupConfiguration(
             services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],

@@ -179,7 +179,7 @@ struct RunCommand: AsyncParsableCommand {
 
 /// Every job kind this binary runs.
 enum Handlers {
-    static var all: [any JobHandler] { [ContactUpsertHandler(), NoopHandler(), SleepHandler()] }
+    static var all: [any JobHandler] { [ContactUpsertHandler(), NoopHandler()] }
 }
 
 struct EnqueueCommand: AsyncParsableCommand {

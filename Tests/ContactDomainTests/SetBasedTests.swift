@@ -87,7 +87,8 @@ struct SetBasedTests {
                 try org.create(on: c)
                 let handler = ContactUpsertHandler()
                 let jobs = payloads.enumerated().map { i, payload in
-                    Job(id: Int64(i + 1), queue: "contacts", kind: "contact.upsert", payload: payload)
+                    let job = Job(id: Int64(i + 1), queue: "contacts", kind: "contact.upsert", payload: payload)
+                    return DecodedJob(job: job, work: handler.decode(job))
                 }
                 let results: [Result<JSONValue, any Error>] = try await c.withTransaction { c in
                     try await handler.prepareBatch(jobs, on: c)

@@ -8,6 +8,7 @@ import Testing
 
 /// A handler whose behaviour each test chooses, recording every committed run in `test_runs`.
 struct ScriptedHandler: JobHandler {
+    typealias Work = Void
     let kind: String
     let body: @Sendable (Job, isolated PostgresConnection) async throws -> JSONValue
 
@@ -16,7 +17,10 @@ struct ScriptedHandler: JobHandler {
         self.body = body
     }
 
-    func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue {
+    func handle(_ decoded: DecodedJob<Void>, on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> JSONValue
+    {
+        let job = decoded.job
         let run = try connection.query(
             "INSERT INTO test_runs (job_id, worker) VALUES (\(job.id), \("in-process")) RETURNING id")[0].decode(Int64.self, "id")
         let result = try await body(job, connection)
@@ -72,26 +76,29 @@ enum QueueTest {
         return configuration
     }
 
-    /// Runs a worker until it drains, or until the SQL condition `until` holds, failing the
-    /// test after `timeout`.
+    /// Runs a worker until it drains, or until the SQL condition `until` holds; after
+    /// `timeout` the worker is stopped and the test fails (a broken worker never hangs a test).
     static func runWorker(
         _ configuration: WorkerConfiguration, database: PostgresConfiguration, handlers: [any JobHandler],
         until condition: PostgresQuery? = nil, timeout: Duration = .seconds(60)
     ) async throws {
         let worker = JobWorker(configuration: configuration, database: database, handlers: handlers, logger: logger)
         let task = Task { try await worker.run() }
+        let deadline = ContinuousClock.now + timeout
+        let watchdog = Task {
+            try await Task.sleep(until: deadline)
+            worker.stop()
+            Issue.record("the worker did not finish within \(timeout)")
+        }
         if let condition {
             let watcher = try await PostgresConnection.connect(database)
-            while try await !watcher.run({ c in try c.query(condition)[0].decode(Bool.self) }) {
+            while try await !watcher.run({ c in try c.query(condition)[0].decode(Bool.self) }),
+                ContinuousClock.now < deadline
+            {
                 try await Task.sleep(for: .milliseconds(20))
             }
             await watcher.close()
             worker.stop()
-        }
-        let watchdog = Task {
-            try await Task.sleep(for: timeout)
-            worker.stop()
-            Issue.record("the worker did not drain within \(timeout)")
         }
         try await task.value
         watchdog.cancel()

@@ -10,18 +10,22 @@ import Testing
 /// payload says `"bad": true` fail on their own; with `"clash": true` the set statement hits
 /// a unique violation (as a race with another worker would), so the worker must fall back.
 struct SetHandler: JobHandler {
+    typealias Work = Void
     let kind = "test.set"
-    let handlesBatches = true
 
-    func handle(_ job: Job, on connection: isolated PostgresConnection, logger: Logger) async throws -> JSONValue {
+    func handle(_ decoded: DecodedJob<Void>, on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> JSONValue
+    {
+        let job = decoded.job
         if job.payload["bad"] == true { throw Permanent() }
         try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES (\(job.id), 'one')")
         return ["mode": "one"]
     }
 
-    func handleBatch(_ jobs: [Job], on connection: isolated PostgresConnection, logger: Logger) async throws
-        -> [Result<JSONValue, any Error>]
+    func handleBatch(_ decoded: [DecodedJob<Void>], on connection: isolated PostgresConnection, logger: Logger)
+        async throws -> [Result<JSONValue, any Error>]
     {
+        let jobs = decoded.map(\.job)
         let good = jobs.filter { $0.payload["bad"] != true }
         var ids = good.map(\.id)
         if jobs.contains(where: { $0.payload["clash"] == true }), let first = ids.first { ids.append(first) }

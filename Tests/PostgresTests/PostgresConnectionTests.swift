@@ -2,6 +2,7 @@ import Foundation
 import JSON
 import Postgres
 import TestSupport
+import Synchronization
 import Testing
 
 @Suite("PostgreSQL layer against a real server")
@@ -112,7 +113,7 @@ struct PostgresConnectionTests {
         let admin = try await PostgresConnection.connect(configuration)
         let pid = try await connection.backendPID()
         try await admin.run { a in _ = try a.query("SELECT pg_terminate_backend(\(pid))") }
-        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await backendGone(pid, admin: admin))
         let error = await #expect(throws: PostgresError.self) {
             try await connection.run { c in try c.query("SELECT 1") }
         }
@@ -136,7 +137,7 @@ struct PostgresConnectionTests {
                     try await c.withTransaction { c in
                         try c.execute("INSERT INTO t VALUES (\(1))")
                         try await admin.run { a in _ = try a.query("SELECT pg_terminate_backend(\(pid))") }
-                        try await Task.sleep(for: .milliseconds(100))
+                        #expect(try await backendGone(pid, admin: admin))
                         do { try c.execute("INSERT INTO t VALUES (\(2))") } catch {}
                         // The session is gone: this must not run in autocommit on a new session.
                         try c.execute("INSERT INTO t VALUES (\(3))")
@@ -176,7 +177,16 @@ struct PostgresConnectionTests {
         }
     }
 
-    @Test("a NOTIFY reaches a waiting listener within 100 ms")
+    /// Waits (with a deadline) until the server no longer lists backend `pid`.
+    func backendGone(_ pid: Int32, admin: PostgresConnection) async throws -> Bool {
+        try await eventually(timeout: .seconds(10)) {
+            try await admin.run { a in
+                try a.query("SELECT count(*) = 0 AS gone FROM pg_stat_activity WHERE pid = \(pid)")[0].decode(Bool.self)
+            }
+        }
+    }
+
+    @Test("a NOTIFY wakes a waiting listener at once, not at the end of its wait")
     func notifyLatency() async throws {
         let configuration = try TestDatabase.serverConfiguration()
         let listener = try await PostgresConnection.connect(configuration)
@@ -184,7 +194,7 @@ struct PostgresConnectionTests {
         let channel = "test_\(UInt32.random(in: 0...UInt32.max))"
         try await listener.listen(channel)
         let waiting = Task { () -> (ContinuousClock.Instant, [PostgresNotification]) in
-            let received = try await listener.waitForNotifications(timeout: .seconds(5))
+            let received = try await listener.waitForNotifications(timeout: .seconds(60))
             return (ContinuousClock.now, received)
         }
         try await Task.sleep(for: .milliseconds(200))
@@ -192,7 +202,9 @@ struct PostgresConnectionTests {
         try await sender.run { s in _ = try s.query("SELECT pg_notify(\(channel), \("hello"))") }
         let (arrived, received) = try await waiting.value
         #expect(received.map(\.payload) == ["hello"])
-        #expect(arrived - sent < .milliseconds(100), "latency \(arrived - sent)")
+        // Far below the wait's 60 s: the notification, not the timeout, ended it. (How fast is
+        // the bench's to measure: idle enqueue-to-start.)
+        #expect(arrived - sent < .seconds(10), "latency \(arrived - sent)")
     }
 
     @Test("wakeUp ends a notification wait at once")
@@ -245,9 +257,10 @@ struct PostgresConnectionTests {
     func passwordIsHidden() async throws {
         let server = try TestDatabase.serverConfiguration()
         let secret = "s3cr3t-Pa55word"
-        let configuration = server.with("password", secret).with("user", "no_such_role_\(secret)")
-        #expect(!configuration.description.contains(secret) || configuration.description.contains("user="))
-        #expect(!server.with("password", secret).description.contains(secret))
+        let configuration = server.with("password", secret).with("user", "no_such_role")
+        // The description names the user (it is meant for log lines) but never the password.
+        #expect(configuration.description.contains("no_such_role"), "\(configuration.description)")
+        #expect(!configuration.description.contains(secret), "\(configuration.description)")
         let error = await #expect(throws: PostgresError.self) {
             _ = try await PostgresConnection.connect(server.with("password", secret).with("port", "1"))
         }
@@ -288,24 +301,37 @@ struct PostgresConnectionTests {
         #expect(name == "upsert-worker-test")
     }
 
-    @Test("the pool lends at most its size, and every caller gets a turn")
+    @Test("the pool lends at most its size, all of it at once, and every caller gets a turn")
     func pool() async throws {
         let pool = PostgresConnectionPool(configuration: try TestDatabase.serverConfiguration(), size: 3)
+        let inUse = InUse()
         let pids = try await withThrowingTaskGroup(of: Int32.self) { group in
-            for _ in 0..<30 {
+            for _ in 0..<12 {
                 group.addTask {
                     try await pool.withConnection { c in
+                        inUse.enter()
+                        defer { inUse.leave() }
                         let pid = try c.backendPID()
-                        _ = try c.query("SELECT pg_sleep(0.01)")
+                        _ = try c.query("SELECT pg_sleep(0.2)")
                         return pid
                     }
                 }
             }
-            var pids = Set<Int32>()
-            for try await pid in group { pids.insert(pid) }
+            var pids: [Int32] = []
+            for try await pid in group { pids.append(pid) }
             return pids
         }
-        #expect(pids.count <= 3)
+        #expect(pids.count == 12)
+        #expect(Set(pids).count == 3)
+        #expect(inUse.most == 3)
         await pool.close()
     }
+}
+
+/// Counts the callers holding a connection at once, and the most there ever were.
+final class InUse: Sendable {
+    private let state = Mutex((now: 0, most: 0))
+    func enter() { state.withLock { $0.now += 1; $0.most = max($0.most, $0.now) } }
+    func leave() { state.withLock { $0.now -= 1 } }
+    var most: Int { state.withLock { $0.most } }
 }

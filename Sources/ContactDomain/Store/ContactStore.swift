@@ -5,6 +5,7 @@ import Foundation
 #endif
 import JSON
 import Postgres
+import JobQueue
 
 /// The contact domain's SQL: small statements, each scoped by the client and parameterized,
 /// run on the job's connection inside its transaction. The rules that decide what to run
@@ -162,7 +163,7 @@ public enum ContactStore {
     /// all in one statement, locking the candidate customers' rows (in id order, so that two
     /// batches cannot deadlock on them) until the transaction ends. One lookup per request, in
     /// order.
-    static func lookup(_ requests: [LookupRequest], on connection: isolated PostgresConnection) throws(PostgresError)
+    static func lookup(_ requests: [LookupRequest], on connection: isolated PostgresConnection) throws
         -> [Lookup]
     {
         guard !requests.isEmpty else { return [] }
@@ -261,10 +262,7 @@ public enum ContactStore {
             LEFT JOIN locked l ON l.id = ca.candidate_id AND l.client_id = ca.client_id
             ORDER BY ca.ord
             """)
-        guard rows.count == requests.count else {
-            throw PostgresError(
-                code: .protocolViolation, message: "lookup returned \(rows.count) rows for \(requests.count) jobs")
-        }
+        guard rows.count == requests.count else { throw UpsertInvariant.lookupRowCount }
         var lookups: [Lookup] = []
         lookups.reserveCapacity(rows.count)
         for row in rows {
@@ -323,7 +321,7 @@ public enum ContactStore {
     /// ``ContactUpsertHandler/handleBatch(_:on:logger:)``). Returns the `created_at` of every
     /// contact inserted or updated; an identifier value another customer claimed first is a
     /// lost race (a unique violation), to be run again.
-    static func write(_ plans: [WritePlan], on connection: isolated PostgresConnection) throws(PostgresError)
+    static func write(_ plans: [WritePlan], on connection: isolated PostgresConnection) throws
         -> [UUID: Date]
     {
         var newCustomers = CustomerColumns()
@@ -416,9 +414,7 @@ public enum ContactStore {
         for row in rows {
             if let claimed = try row.decode(Int?.self, "claimed") {
                 guard claimed == claimCustomers.count else {
-                    throw PostgresError(
-                        code: .server, sqlState: .uniqueViolation,
-                        message: "\(claimCustomers.count - claimed) identifier value(s) were claimed by another customer first")
+                    throw LostRace("\(claimCustomers.count - claimed) identifier value(s) were claimed by another customer first")
                 }
                 continue
             }

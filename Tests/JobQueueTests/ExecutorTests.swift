@@ -1,0 +1,123 @@
+import Foundation
+import JSON
+@testable import JobQueue
+import Logging
+import Postgres
+import TestSupport
+import Testing
+
+/// A handler whose decode refuses payloads with `"unreadable": true`, recording every run.
+struct DecodingHandler: JobHandler {
+    let kind = "test.decoding"
+
+    func decode(_ job: Job) throws -> Int {
+        if job.payload["unreadable"] == true { throw Permanent() }
+        if case .number(let n)? = job.payload["n"], let value = n.intValue { return value }
+        return 0
+    }
+
+    func handle(_ job: DecodedJob<Int>, on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> JSONValue
+    {
+        try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES (\(job.job.id), 'decoding')")
+        return ["n": .number(JSONNumber(job.work))]
+    }
+}
+
+struct PlainSwiftError: Error {}
+
+@Suite("The batch executor")
+struct ExecutorTests {
+    @Test("a job whose lease another worker took over before the batch ran is left to it: no handler runs for it")
+    func ownershipFilter() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await QueueTest.enqueue(3, on: connection)
+            let claimed = try await connection.run { c in
+                try QueueStore.claim(queues: ["test"], limit: 3, worker: "A", lease: .seconds(30), on: c).jobs
+            }
+            #expect(claimed.count == 3)
+            // Worker A stalls; its lease runs out and worker B takes two of the jobs.
+            let taken = claimed.prefix(2).map(\.id)
+            try await connection.run { c in
+                try c.execute("UPDATE queue.jobs SET locked_by = 'B' WHERE id = ANY(\(taken)::bigint[])")
+            }
+            var configuration = QueueTest.configuration()
+            configuration.workerID = "A"
+            let handler = ScriptedHandler { _, _ in ["ok": true] }
+            let pool = PostgresConnectionPool(configuration: database, size: 1)
+            let executor = BatchExecutor(
+                configuration: configuration, handlers: [handler.kind: handler], pool: pool, health: WorkerHealth())
+            await executor.process(claimed, logger: QueueTest.logger)
+            await pool.close()
+
+            let ran = try await connection.run { c in
+                try c.query("SELECT job_id FROM test_runs ORDER BY job_id").map { row throws(PostgresError) in
+                    try row.decode(Int64.self, "job_id")
+                }
+            }
+            #expect(ran == [claimed[2].id], "only the job A still owned ran")
+            let jobs = try await QueueTest.jobs(connection)
+            #expect(jobs.filter { taken.contains($0.id) }.allSatisfy { $0.state == "running" && $0.lockedBy == "B" })
+            #expect(jobs.first { $0.id == claimed[2].id }?.state == "succeeded")
+        }
+    }
+
+    @Test("a plain Swift error is an internal, retryable failure: the job runs again and succeeds")
+    func plainSwiftError() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await connection.run { c in try c.executeScript("CREATE SEQUENCE tries") }
+            try await QueueTest.enqueue(1, on: connection)
+            let handler = ScriptedHandler { _, c in
+                if try c.query("SELECT nextval('tries') AS n")[0].decode(Int.self, "n") == 1 { throw PlainSwiftError() }
+                return ["ok": true]
+            }
+            try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [handler])
+            let job = try #require(try await QueueTest.jobs(connection).first)
+            #expect(job.state == "succeeded")
+            #expect(job.attempts == 2)
+            #expect(job.errors.arrayValue?.count == 1)
+            #expect(job.errors.arrayValue?.first?["code"] == "internal")
+            #expect(job.errors.arrayValue?.first?["status"] == 500)
+        }
+    }
+
+    @Test("a handler's LostRace re-runs the job at once, without using an attempt")
+    func lostRaceSignal() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await connection.run { c in try c.executeScript("CREATE SEQUENCE tries") }
+            try await QueueTest.enqueue(1, on: connection)
+            let handler = ScriptedHandler { _, c in
+                let run = try c.query("SELECT nextval('tries') AS n")[0].decode(Int.self, "n")
+                if run < 3 { throw LostRace("another worker took the row first") }
+                return ["runs": .number(JSONNumber(run))]
+            }
+            try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [handler])
+            let job = try #require(try await QueueTest.jobs(connection).first)
+            #expect(job.state == "succeeded")
+            #expect(job.attempts == 1)
+            #expect(job.result == ["runs": 3])
+            #expect(job.errors.arrayValue?.isEmpty == true)
+        }
+    }
+
+    @Test("a job whose decode throws fails with what it threw, and its handler never runs; the others do")
+    func decodeFailure() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await connection.run { c in
+                _ = try JobProducer.enqueueMany(
+                    [
+                        NewJob(queue: "test", kind: "test.decoding", payload: ["n": 1]),
+                        NewJob(queue: "test", kind: "test.decoding", payload: ["unreadable": true]),
+                        NewJob(queue: "test", kind: "test.decoding", payload: ["n": 3]),
+                    ], on: c)
+            }
+            try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [DecodingHandler()])
+            let jobs = try await QueueTest.jobs(connection)
+            #expect(jobs.map(\.state) == ["succeeded", "failed", "succeeded"])
+            #expect(jobs[1].lastError?["code"] == "bad_job")
+            #expect(jobs[1].attempts == 1)
+            #expect(jobs[2].result == ["n": 3])
+            #expect(try await QueueTest.scalar("SELECT count(*) FROM test_runs", Int.self, on: connection) == 2)
+        }
+    }
+}
