@@ -21,11 +21,14 @@ let package = Package(
         ),
         // A JSON value with exact numbers, a strict bounded parser and a stable serializer.
         .target(name: "JSON"),
+        // UUID and timestamp text in PostgreSQL's forms, fast: for the database layer and the
+        // contact rules alike (so that the rules need no database module).
+        .target(name: "TextForms"),
         // The thin PostgreSQL layer over libpq that JobQueue and ContactDomain share.
         .target(
             name: "Postgres",
             dependencies: [
-                "CLibPQ", "JSON",
+                "CLibPQ", "JSON", "TextForms",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -35,7 +38,7 @@ let package = Package(
         .target(
             name: "JobQueue",
             dependencies: [
-                "Postgres", "JSON",
+                "Postgres", "JSON", "TextForms",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -43,7 +46,7 @@ let package = Package(
         // The contact rules (plain values and functions) and their small SQL store.
         .target(
             name: "ContactDomain",
-            dependencies: ["Postgres", "JSON", "JobQueue", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Postgres", "JSON", "TextForms", "JobQueue", .product(name: "Logging", package: "swift-log")]
         ),
         // The bench: a scratch database, a realistic workload, and the figures the README reports.
         .target(
@@ -54,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "UpsertWorker",
             dependencies: [
-                "Postgres", "JSON", "Migrations", "JobQueue", "ContactDomain", "Bench",
+                "Postgres", "JSON", "TextForms", "Migrations", "JobQueue", "ContactDomain", "Bench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -75,7 +78,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: ["Postgres", "Migrations", "JSON", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Migrations", "JSON", "TestSupport"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Migrations", "JSON", "TextForms", "TestSupport"]),
         .testTarget(
             name: "JobQueueTests",
             dependencies: [
@@ -84,7 +87,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ContactDomainTests",
-            dependencies: ["ContactDomain", "JobQueue", "Postgres", "JSON", "TestSupport"]
+            dependencies: ["ContactDomain", "JobQueue", "Postgres", "JSON", "TextForms", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

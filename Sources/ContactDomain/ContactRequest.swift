@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import JSON
+import TextForms
 
 /// The three platforms a contact can come from.
 public enum Platform: String, Sendable, Hashable, CaseIterable {

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import JSON
+import TextForms
 import JobQueue
 import Logging
 import Postgres
@@ -105,8 +106,8 @@ public struct ContactUpsertHandler: JobHandler {
                 touched.formUnion(customers)
             }
             var deferred: [Pending] = []
-            var writes: [ContactStore.WritePlan] = []
-            var planned: [(index: Int, plan: ContactStore.WritePlan)] = []
+            var writes: [WritePlan] = []
+            var planned: [(index: Int, plan: WritePlan)] = []
             for (chain, lookup) in zip(round, found) {
                 guard chain.head.index < cutoff else {
                     deferred += [chain.head] + chain.followers
@@ -116,7 +117,7 @@ public struct ContactUpsertHandler: JobHandler {
                 // The head is planned on what the store found; each follower on what the plans
                 // before it left, as if they had been written.
                 var state = UpsertPlanning.ChainState(found: lookup, head: chain.head.job)
-                var plans: [ContactStore.WritePlan] = []
+                var plans: [WritePlan] = []
                 for item in [chain.head] + chain.followers.filter({ $0.index < cutoff }) {
                     do {
                         let plan = try UpsertPlanning.plan(item.job, found: state.lookup(for: item.job))
@@ -165,10 +166,10 @@ public struct ContactUpsertHandler: JobHandler {
                 throw errors
             }
         }
-        let client = job.clientID.map(PostgresUUID.string) ?? ""
+        let client = job.clientID.map(UUIDText.string) ?? ""
         let channelKey: String
         switch reference {
-        case .id(let id): channelKey = platform.rawValue + "|id|" + PostgresUUID.string(id) + "|" + client
+        case .id(let id): channelKey = platform.rawValue + "|id|" + UUIDText.string(id) + "|" + client
         case .phone(let phone): channelKey = platform.rawValue + "|phone|" + phone.matchKey + "|" + client
         }
         let channels = try cache.channels(channelKey) { () throws(PostgresError) in
@@ -197,7 +198,7 @@ public struct ContactUpsertHandler: JobHandler {
         if let agent = draft.agentID, !settings.activeAgents.contains(agent) {
             errors.invalidFields.append(.init("agentId", "no such active team member for this client"))
         }
-        var changes: [String: ContactStore.FieldChange] = [:]
+        var changes: [String: FieldChange] = [:]
         for (key, input) in draft.customFieldValues {
             guard let definition = settings.definitions[key] else {
                 errors.invalidCustomFieldKeys.append(key)
@@ -272,7 +273,7 @@ public enum ContactJobs {
             """)
         var clients: [String: String] = [:]
         for (entry, row) in zip(ordered, rows) {
-            if let client = try row.decode(UUID?.self, "client") { clients[entry.key] = PostgresUUID.string(client) }
+            if let client = try row.decode(UUID?.self, "client") { clients[entry.key] = UUIDText.string(client) }
         }
         for index in jobs.indices {
             jobs[index].fairnessKey = keys[index].flatMap { clients[$0] }

@@ -4,31 +4,31 @@ import FoundationEssentials
 import Foundation
 #endif
 import JSON
-import Postgres
+import TextForms
 
 /// A `contact.upsert` job that passed every rule that needs no lookup of its person: the
 /// request, its channel, the client's settings applied (field changes canonical, stage and
 /// agent known) and the structured metadata.
 struct PreparedUpsert: Sendable {
     var request: ContactRequest
-    var channel: ContactStore.Channel
+    var channel: Channel
     /// Every custom field change, explicit and derived from the metadata, sorted by key.
-    var fieldChanges: [ContactStore.FieldChange]
+    var fieldChanges: [FieldChange]
     var structured: StructuredMetadata
 
     var clientID: UUID { channel.clientID }
 
     /// The identifier values this job sets, as the unique index compares them.
-    var identifiers: [ContactStore.IdentifierValue] {
+    var identifiers: [IdentifierValue] {
         fieldChanges.compactMap { change in
             guard let value = change.value, let key = change.definition.identifierKey(value) else { return nil }
-            return ContactStore.IdentifierValue(definitionID: change.definition.id, identifierKey: key)
+            return IdentifierValue(definitionID: change.definition.id, identifierKey: key)
         }
     }
 
     /// What the store must find for this job.
-    var lookupRequest: ContactStore.LookupRequest {
-        ContactStore.LookupRequest(
+    var lookupRequest: LookupRequest {
+        LookupRequest(
             clientID: clientID, channelID: channel.id, identity: request.identity, identifiers: identifiers)
     }
 
@@ -44,9 +44,9 @@ struct PreparedUpsert: Sendable {
     /// value. Jobs sharing a name never go into one set-based round.
     var dependencyKeys: [String] {
         let person = Person(platform: request.platform, channel: .id(channel.id), identity: request.identity)
-        var keys = [person.key(organization: PostgresUUID.string(clientID))]
+        var keys = [person.key(organization: UUIDText.string(clientID))]
         for identifier in identifiers {
-            keys.append("identifier:" + PostgresUUID.string(identifier.definitionID) + ":" + identifier.identifierKey)
+            keys.append("identifier:" + UUIDText.string(identifier.definitionID) + ":" + identifier.identifierKey)
         }
         return keys
     }
@@ -64,11 +64,11 @@ enum UpsertPlanning {
     /// Throws the job's ``ContactError`` (identifier values held by different customers) or
     /// ``Vanished`` (the contact's customer disappeared between lookup and lock).
     static func plan(
-        _ job: PreparedUpsert, found: ContactStore.Lookup, newID: () -> UUID = PostgresUUID.random
-    ) throws -> ContactStore.WritePlan {
+        _ job: PreparedUpsert, found: Lookup, newID: () -> UUID = UUIDText.random
+    ) throws -> WritePlan {
         let request = job.request
         let structured = job.structured
-        let existingCustomer: ContactStore.Customer?
+        let existingCustomer: Customer?
         if let contact = found.contact {
             existingCustomer = found.customer?.id == contact.customerID ? found.customer : nil
         } else {
@@ -94,8 +94,8 @@ enum UpsertPlanning {
 
         var contactPhone: String? = nil
         if case .phone(let phone) = request.identity { contactPhone = phone.e164 }
-        var customer: ContactStore.Customer
-        let customerWrite: ContactStore.WritePlan.CustomerWrite
+        var customer: Customer
+        let customerWrite: WritePlan.CustomerWrite
         if let existing = existingCustomer {
             customer = existing
             if customer.name.isBlank { customer.name = request.name ?? structured.name }
@@ -109,7 +109,7 @@ enum UpsertPlanning {
         } else if found.contact != nil {
             throw Vanished()
         } else {
-            customer = ContactStore.Customer(
+            customer = Customer(
                 id: newID(), name: request.name ?? structured.name, email: request.email ?? structured.email,
                 phone: contactPhone ?? structured.phone?.e164, stageID: request.stageID, agentID: request.agentID,
                 metaData: MetadataMerge.merge([:], structured.metaData), customFields: [:])
@@ -117,10 +117,10 @@ enum UpsertPlanning {
             customerWrite = .insert
         }
 
-        let contact: ContactStore.Contact
-        let contactWrite: ContactStore.WritePlan.ContactWrite
+        let contact: Contact
+        let contactWrite: WritePlan.ContactWrite
         if let existing = found.contact {
-            contact = ContactStore.Contact(
+            contact = Contact(
                 id: existing.id, customerID: existing.customerID, platform: existing.platform, phone: existing.phone,
                 name: request.name ?? existing.name, email: request.email ?? existing.email,
                 externalUserID: existing.externalUserID, channelID: existing.channelID, createdAt: existing.createdAt)
@@ -128,48 +128,48 @@ enum UpsertPlanning {
         } else {
             var externalUserID: String? = nil
             if case .externalUser(let id) = request.identity { externalUserID = id }
-            contact = ContactStore.Contact(
+            contact = Contact(
                 id: newID(), customerID: customer.id, platform: request.platform.rawValue, phone: contactPhone,
                 name: request.name, email: request.email, externalUserID: externalUserID, channelID: job.channel.id,
                 createdAt: nil)
             contactWrite = .insert
         }
         // Identifier values whose key changed: the old one is released, the new one claimed.
-        var identifierChanges: [ContactStore.IdentifierChange] = []
+        var identifierChanges: [IdentifierChange] = []
         for change in job.fieldChanges where change.definition.isIdentifier {
-            let field = PostgresUUID.string(change.definition.id)
+            let field = UUIDText.string(change.definition.id)
             let old = existingCustomer?.customFields[field].flatMap(change.definition.identifierKey)
             let new = change.value.flatMap(change.definition.identifierKey)
             if old != new {
                 identifierChanges.append(.init(definitionID: change.definition.id, oldKey: old, newKey: new))
             }
         }
-        return ContactStore.WritePlan(
+        return WritePlan(
             clientID: job.clientID, customer: customer, customerWrite: customerWrite, contact: contact,
             contactWrite: contactWrite, identifierChanges: identifierChanges)
     }
 
     /// Sets or removes (an empty string) each changed value, keyed by definition id.
-    static func apply(_ changes: [ContactStore.FieldChange], to values: inout [String: String]) {
+    static func apply(_ changes: [FieldChange], to values: inout [String: String]) {
         for change in changes {
-            values[PostgresUUID.string(change.definition.id)] = change.value
+            values[UUIDText.string(change.definition.id)] = change.value
         }
     }
 
     /// The job's result (CONTRACT.md section 5), once the plan is written; `createdAt` is the
     /// contact's, from the store when it did not know it yet.
-    static func result(_ plan: ContactStore.WritePlan, createdAt: Date) -> JSONValue {
+    static func result(_ plan: WritePlan, createdAt: Date) -> JSONValue {
         let contact = plan.contact
         return .object([
-            "id": .string(PostgresUUID.string(contact.id)),
+            "id": .string(UUIDText.string(contact.id)),
             "name": contact.name.map(JSONValue.string) ?? .null,
             "phone": contact.phone.map(JSONValue.string) ?? .null,
             "email": contact.email.map(JSONValue.string) ?? .null,
             "platform": .string(contact.platform),
-            "client_id": .string(PostgresUUID.string(plan.clientID)),
-            "ai_customer_id": .string(PostgresUUID.string(plan.customer.id)),
-            "created_at": .string(PostgresTimestamp.format(createdAt)),
-            "default_stage_id": plan.customer.stageID.map { .string(PostgresUUID.string($0)) } ?? .null,
+            "client_id": .string(UUIDText.string(plan.clientID)),
+            "ai_customer_id": .string(UUIDText.string(plan.customer.id)),
+            "created_at": .string(TimestampText.format(createdAt)),
+            "default_stage_id": plan.customer.stageID.map { .string(UUIDText.string($0)) } ?? .null,
             "created": .bool(plan.contactWrite == .insert),
         ])
     }
@@ -214,17 +214,17 @@ enum UpsertPlanning {
     /// them belongs to the chain's customer or, released since, to nobody, and either way a
     /// follower meets no conflict over it, as a fresh lookup would confirm.
     struct ChainState {
-        var contact: ContactStore.Contact?
-        var customer: ContactStore.Customer?
+        var contact: Contact?
+        var customer: Customer?
         let owners: [(customerID: UUID, key: String)]
-        let ownerKeys: [String: ContactStore.IdentifierValue]
+        let ownerKeys: [String: IdentifierValue]
 
         /// The state the chain's head found in the store.
-        init(found: ContactStore.Lookup, head: PreparedUpsert) {
+        init(found: Lookup, head: PreparedUpsert) {
             contact = found.contact
             customer = found.customer
             owners = found.owners
-            var keys: [String: ContactStore.IdentifierValue] = [:]
+            var keys: [String: IdentifierValue] = [:]
             for change in head.fieldChanges {
                 guard let value = change.value, let identifier = change.definition.identifierKey(value) else { continue }
                 keys[change.definition.key] = .init(definitionID: change.definition.id, identifierKey: identifier)
@@ -233,14 +233,14 @@ enum UpsertPlanning {
         }
 
         /// What a follower's lookup would find now.
-        func lookup(for job: PreparedUpsert) -> ContactStore.Lookup {
+        func lookup(for job: PreparedUpsert) -> Lookup {
             let named = Set(job.identifiers)
             let owned = owners.filter { owner in ownerKeys[owner.key].map(named.contains) ?? false }
-            return ContactStore.Lookup(contact: contact, owners: owned, customer: customer)
+            return Lookup(contact: contact, owners: owned, customer: customer)
         }
 
         /// The state after `plan` is written.
-        mutating func apply(_ plan: ContactStore.WritePlan) {
+        mutating func apply(_ plan: WritePlan) {
             contact = plan.contact
             customer = plan.customer
         }
@@ -250,7 +250,7 @@ enum UpsertPlanning {
     /// the last state of the contact and customer, inserted when one of them was inserted,
     /// updated when it differs from what the store held, and the net change of each
     /// identifier value. Nil when nothing is left to write.
-    static func merge(_ plans: [ContactStore.WritePlan], found: ContactStore.Lookup) -> ContactStore.WritePlan? {
+    static func merge(_ plans: [WritePlan], found: Lookup) -> WritePlan? {
         guard var merged = plans.last else { return nil }
         guard plans.count > 1 else { return merged }
         if plans.contains(where: { $0.customerWrite == .insert }) {
@@ -281,7 +281,7 @@ enum UpsertPlanning {
         merged.identifierChanges = order.compactMap { id in
             let old = first[id] ?? nil
             let new = last[id] ?? nil
-            return old == new ? nil : ContactStore.IdentifierChange(definitionID: id, oldKey: old, newKey: new)
+            return old == new ? nil : IdentifierChange(definitionID: id, oldKey: old, newKey: new)
         }
         return merged
     }

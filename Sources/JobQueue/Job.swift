@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import JSON
+import TextForms
 import Postgres
 
 /// The states of a job (CONTRACT.md section 2).
@@ -119,6 +120,6 @@ public struct NewJob: Sendable {
         self.priority = priority
         self.runAt = runAt
         self.maxAttempts = maxAttempts
-        self.fairnessKey = fairnessKey ?? clientID.map { PostgresUUID.string($0) }
+        self.fairnessKey = fairnessKey ?? clientID.map { UUIDText.string($0) }
     }
 }

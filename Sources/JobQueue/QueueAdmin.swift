@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import JSON
+import TextForms
 import Postgres
 
 /// Operator actions and the numbers behind `upsert-worker stats`.
@@ -34,7 +35,7 @@ public enum QueueAdmin {
                     .object([
                         "queue": .string(count.queue), "state": .string(count.state),
                         "jobs": .number(JSONNumber(count.jobs)),
-                        "oldest_created_at": count.oldestCreatedAt.map { .string(PostgresTimestamp.format($0)) } ?? .null,
+                        "oldest_created_at": count.oldestCreatedAt.map { .string(TimestampText.format($0)) } ?? .null,
                     ])
                 }),
                 "oldest_ready_age_seconds": .object(oldestReadyAgeSeconds.mapValues { .number(JSONNumber($0)) }),

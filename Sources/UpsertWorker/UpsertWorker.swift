@@ -3,6 +3,7 @@ import Bench
 import ContactDomain
 import Foundation
 import JSON
+import TextForms
 import JobQueue
 import Logging
 import Migrations
@@ -325,7 +326,7 @@ enum StatsTable {
         for count in stats.counts {
             lines.append([
                 count.queue, count.state, String(count.jobs),
-                count.oldestCreatedAt.map { PostgresTimestamp.format($0) } ?? "-",
+                count.oldestCreatedAt.map { TimestampText.format($0) } ?? "-",
             ])
         }
         let widths = (0..<4).map { column in lines.map { $0[column].count }.max() ?? 0 }

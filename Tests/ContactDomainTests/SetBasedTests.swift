@@ -1,6 +1,7 @@
 @testable import ContactDomain
 import Foundation
 import JSON
+import TextForms
 import JobQueue
 import Postgres
 import TestSupport
@@ -22,7 +23,7 @@ struct SetBasedTests {
             var extra: [String: JSONValue] = [:]
             if random.next() % 3 == 0 { extra["contact_name"] = .string("Name \(random.next() % 5)") }
             if random.next() % 4 == 0 { extra["contact_email"] = .string("p\(random.next() % 4)@example.com") }
-            if random.next() % 5 == 0 { extra["stageId"] = .string(PostgresUUID.string(random.next() % 2 == 0 ? org.stage : org.stage2)) }
+            if random.next() % 5 == 0 { extra["stageId"] = .string(UUIDText.string(random.next() % 2 == 0 ? org.stage : org.stage2)) }
             var fields: [(String, JSONValue)] = []
             if random.next() % 3 == 0 { fields.append(("rut", .string(ruts[Int(random.next() % 3)]))) }
             if random.next() % 2 == 0 { fields.append(("budget", .string(["1000", "2500.50", ""][Int(random.next() % 3)]))) }
@@ -135,14 +136,14 @@ struct SetBasedTests {
         let p = "+56 9 7200 0001"
         let payloads: [JSONValue] = [
             job(p, ["contact_name": "P one", "custom_field_values": Domain.fields([("rut", "7.777.777-7")])]),
-            job(p, ["custom_field_values": Domain.fields([("rut", "")]), "stageId": .string(PostgresUUID.string(org.stage))]),
+            job(p, ["custom_field_values": Domain.fields([("rut", "")]), "stageId": .string(UUIDText.string(org.stage))]),
             job(p, ["custom_field_values": Domain.fields([("rut", "7.777.777-7"), ("budget", "10")])]),
             job(p, ["contact_email": "p@example.com", "meta_data": ["a": 1]]),
             // Another phone with the same RUT: the value belongs to P's customer now.
             job("+56 9 7200 0002", ["custom_field_values": Domain.fields([("rut", "7.777.777-7")])]),
             job(p, ["custom_field_values": Domain.fields([("rut", "")]), "meta_data": ["a": nil, "b": 2]]),
             job(p, ["contact_name": "P again", "contact_email": "not an email"]),
-            job(p, ["contact_name": "P last", "stageId": .string(PostgresUUID.string(org.stage2))]),
+            job(p, ["contact_name": "P last", "stageId": .string(UUIDText.string(org.stage2))]),
             // The RUT is free again: a new person with it gets a customer of their own.
             job("+56 9 7200 0003", ["custom_field_values": Domain.fields([("rut", "7.777.777-7")])]),
         ]

@@ -1,6 +1,7 @@
 import ContactDomain
 import Foundation
 import JSON
+import TextForms
 import JobQueue
 import Postgres
 import TestSupport
@@ -120,7 +121,7 @@ struct TenantAndEnqueueTests {
                 try c.query("SELECT state, result ->> 'client_id' AS client FROM queue.jobs WHERE id = \(first)")[0]
             }
             #expect(try ran.decode(String.self, "state") == "succeeded")
-            #expect(try ran.decode(String.self, "client") == PostgresUUID.string(org.client))
+            #expect(try ran.decode(String.self, "client") == UUIDText.string(org.client))
         }
     }
 
@@ -186,7 +187,7 @@ struct AgreementTests {
         ]
         let channelID = UUID()
         let channels = [
-            "+56 2 2345 0001", " +5622345000 1 ", "56223450001", PostgresUUID.string(channelID), channelID.uuidString,
+            "+56 2 2345 0001", " +5622345000 1 ", "56223450001", UUIDText.string(channelID), channelID.uuidString,
             " \(channelID.uuidString) ", "not a phone", "",
         ]
         var payloads: [JSONValue] = []
@@ -201,14 +202,14 @@ struct AgreementTests {
             }
         }
         for user in ["visitor-1", " spaced ", "\tTabbed\t", "ñandú 👩🏽‍💻", "", "   ", "UPPER"] {
-            for channel in [PostgresUUID.string(channelID), " \(channelID.uuidString) ", "x"] {
+            for channel in [UUIDText.string(channelID), " \(channelID.uuidString) ", "x"] {
                 payloads.append(["channel": "webchat", "channel_id": .string(channel), "external_user_id": .string(user)])
             }
         }
         payloads += [
             "not an object", ["channel": 7], ["channel": "sms", "contact_phone_number": "+56961234567"],
             ["channel": "whatsapp", "channel_phone_number": 5, "contact_phone_number": "+56961234567"],
-            ["channel": "webchat", "channel_id": .string(PostgresUUID.string(channelID)), "external_user_id": 12],
+            ["channel": "webchat", "channel_id": .string(UUIDText.string(channelID)), "external_user_id": 12],
         ]
         let all = payloads
         try await TestDatabase.withScratch { db in

@@ -1,6 +1,7 @@
 import ContactDomain
 import Foundation
 import JSON
+import TextForms
 import JobQueue
 import Postgres
 import TestSupport
@@ -27,7 +28,7 @@ struct UpsertTests {
             #expect(result["platform"] == "whatsapp")
             #expect(result["client_id"] == .string(org.client.uuidString.lowercased()))
             #expect(result["default_stage_id"] == .string(org.stage.uuidString.lowercased()))
-            #expect(PostgresTimestamp.parse(result["created_at"]?.stringValue ?? "") != nil)
+            #expect(TimestampText.parse(result["created_at"]?.stringValue ?? "") != nil)
 
             let second = try await Domain.one(
                 Domain.whatsapp(org, "56961234567", ["channel_phone_number": .string(String(org.whatsappNumber.dropFirst()))]),

@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import TextForms
 import Postgres
 import TestSupport
 import Testing
@@ -10,16 +11,16 @@ struct EncodingTests {
     func uuidText() {
         for _ in 0..<1000 {
             let uuid = UUID()
-            let text = PostgresUUID.string(uuid)
+            let text = UUIDText.string(uuid)
             #expect(text == uuid.uuidString.lowercased())
-            #expect(PostgresUUID.parse(text) == uuid)
-            #expect(PostgresUUID.parse(uuid.uuidString) == uuid)
+            #expect(UUIDText.parse(text) == uuid)
+            #expect(UUIDText.parse(uuid.uuidString) == uuid)
         }
         for bad in [
             "", "not-a-uuid", "0e2f6a34-9c1b-4c1e-8f3e-2f6a349c1b4", "0e2f6a34-9c1b-4c1e-8f3e-2f6a349c1b4cc",
             "0e2f6a349c1b-4c1e-8f3e-2f6a349c1b4c0", "0e2f6a34-9c1b-4c1e-8f3e-2f6a349c1b4g", "ñe2f6a34-9c1b-4c1e-8f3e-2f6a349c1b4",
         ] {
-            #expect(PostgresUUID.parse(bad) == nil, "\(bad)")
+            #expect(UUIDText.parse(bad) == nil, "\(bad)")
         }
     }
 
@@ -51,8 +52,8 @@ struct RandomUUIDTests {
     func randomUUIDs() {
         var seen = Set<UUID>()
         for _ in 0..<100_000 {
-            let uuid = PostgresUUID.random()
-            let text = PostgresUUID.string(uuid)
+            let uuid = UUIDText.random()
+            let text = UUIDText.string(uuid)
             #expect(Array(text.utf8)[14] == UInt8(ascii: "4"))
             #expect("89ab".utf8.contains(Array(text.utf8)[19]))
             seen.insert(uuid)

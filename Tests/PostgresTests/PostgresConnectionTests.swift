@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import TextForms
 import Postgres
 import TestSupport
 import Synchronization
@@ -59,14 +60,14 @@ struct PostgresConnectionTests {
 
     @Test("timestamps parse in every offset form the server writes")
     func timestampForms() throws {
-        let utc = try #require(PostgresTimestamp.parse("2026-11-25 20:06:08.5+00"))
+        let utc = try #require(TimestampText.parse("2026-11-25 20:06:08.5+00"))
         #expect(utc.timeIntervalSince1970 == 1_795_637_168.5)
-        #expect(PostgresTimestamp.parse("2026-11-25 17:06:08.5-03")?.timeIntervalSince1970 == 1_795_637_168.5)
-        #expect(PostgresTimestamp.parse("2026-11-26 01:36:08.5+05:30")?.timeIntervalSince1970 == 1_795_637_168.5)
-        #expect(PostgresTimestamp.parse("2026-11-25T20:06:08.500000Z")?.timeIntervalSince1970 == 1_795_637_168.5)
-        #expect(PostgresTimestamp.format(utc) == "2026-11-25T20:06:08.500000Z")
-        #expect(PostgresTimestamp.parse("1969-12-31 23:59:59+00")?.timeIntervalSince1970 == -1)
-        #expect(PostgresTimestamp.parse("yesterday") == nil)
+        #expect(TimestampText.parse("2026-11-25 17:06:08.5-03")?.timeIntervalSince1970 == 1_795_637_168.5)
+        #expect(TimestampText.parse("2026-11-26 01:36:08.5+05:30")?.timeIntervalSince1970 == 1_795_637_168.5)
+        #expect(TimestampText.parse("2026-11-25T20:06:08.500000Z")?.timeIntervalSince1970 == 1_795_637_168.5)
+        #expect(TimestampText.format(utc) == "2026-11-25T20:06:08.500000Z")
+        #expect(TimestampText.parse("1969-12-31 23:59:59+00")?.timeIntervalSince1970 == -1)
+        #expect(TimestampText.parse("yesterday") == nil)
     }
 
     @Test("a string holding NUL is refused before it reaches the server")

@@ -23,7 +23,7 @@ final class ContactCache: Sendable {
     struct State {
         var version: Int64 = -1
         var clientActive: [UUID: Bool?] = [:]
-        var channels: [String: [ContactStore.Channel]] = [:]
+        var channels: [String: [Channel]] = [:]
         var settings: [UUID: ClientSettings] = [:]
     }
 
@@ -43,7 +43,7 @@ final class ContactCache: Sendable {
         return value
     }
 
-    func channels(_ key: String, load: () throws -> [ContactStore.Channel]) rethrows -> [ContactStore.Channel] {
+    func channels(_ key: String, load: () throws -> [Channel]) rethrows -> [Channel] {
         if let cached = state.withLock({ $0.channels[key] }) { return cached }
         let value = try load()
         state.withLock { $0.channels[key] = value }

@@ -6,7 +6,7 @@ import Foundation
 
 /// UUID text in PostgreSQL's form (lowercase, hyphenated), written and read without
 /// Foundation's general parser: a worker reads and writes several per job.
-public enum PostgresUUID {
+public enum UUIDText {
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase.
