@@ -5,7 +5,8 @@ let package = Package(
     name: "upsert-worker",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "upsert-worker", targets: ["UpsertWorker"])
+        .executable(name: "upsert-worker", targets: ["UpsertWorker"]),
+        .executable(name: "upsert-bench", targets: ["UpsertBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -48,27 +49,43 @@ let package = Package(
             name: "ContactDomain",
             dependencies: ["Postgres", "JSON", "TextForms", "JobQueue", .product(name: "Logging", package: "swift-log")]
         ),
-        // The bench: a scratch database, a realistic workload, and the figures the README reports.
+        // What the programs share on the command line: the global and worker options, one-line
+        // errors with their exit status, log formats.
         .target(
-            name: "Bench",
-            dependencies: ["Postgres", "JSON", "JobQueue", "ContactDomain", "Migrations", .product(name: "Logging", package: "swift-log")]
+            name: "CommandLineSupport",
+            dependencies: [
+                "JSON", "Postgres", "JobQueue",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The command line: parses arguments and wires the libraries together.
         .executableTarget(
             name: "UpsertWorker",
             dependencies: [
-                "Postgres", "JSON", "TextForms", "Migrations", "JobQueue", "ContactDomain", "Bench",
+                "Postgres", "JSON", "TextForms", "Migrations", "JobQueue", "ContactDomain", "CommandLineSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // The bench: a scratch database, a realistic workload, and the figures docs/performance.md
+        // reports; a program of its own, beside the production binary.
+        .executableTarget(
+            name: "UpsertBench",
+            dependencies: [
+                "Postgres", "JSON", "JobQueue", "ContactDomain", "Migrations", "CommandLineSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // A worker with test-only job kinds, run as a separate process by the queue's tests.
         .executableTarget(
             name: "TestWorker",
             dependencies: [
-                "Postgres", "JSON", "JobQueue",
+                "Postgres", "JSON", "JobQueue", "CommandLineSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

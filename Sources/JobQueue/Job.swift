@@ -11,8 +11,17 @@ import Postgres
 ///
 /// `ready` → `running` → `succeeded` | `ready` (a transient error, retried later) | `failed`.
 /// `cancelled` is set by an operator; `succeeded`, `failed` and `cancelled` are final.
-public enum JobState: String, Sendable, CaseIterable {
+public enum JobState: String, Sendable, CaseIterable, PostgresEncodable, PostgresDecodable {
     case ready, running, succeeded, failed, cancelled
+
+    public var postgresText: String? { rawValue }
+
+    public static func decode(postgresText: String) throws(PostgresError) -> JobState {
+        guard let state = JobState(rawValue: postgresText) else {
+            throw PostgresError(code: .decoding, message: "not a job state: \(postgresText)")
+        }
+        return state
+    }
 }
 
 /// A claimed job, as a handler sees it.

@@ -12,7 +12,7 @@ public enum QueueAdmin {
     /// One row of `queue.stats`.
     public struct StateCount: Sendable, Hashable {
         public var queue: String
-        public var state: String
+        public var state: JobState
         public var jobs: Int
         public var oldestCreatedAt: Date?
     }
@@ -33,7 +33,7 @@ public enum QueueAdmin {
             .object([
                 "counts": .array(counts.map { count in
                     .object([
-                        "queue": .string(count.queue), "state": .string(count.state),
+                        "queue": .string(count.queue), "state": .string(count.state.rawValue),
                         "jobs": .number(JSONNumber(count.jobs)),
                         "oldest_created_at": count.oldestCreatedAt.map { .string(TimestampText.format($0)) } ?? .null,
                     ])
@@ -53,7 +53,7 @@ public enum QueueAdmin {
             "SELECT queue, state, jobs, oldest_created_at FROM queue.stats ORDER BY queue, state"
         ).map { row throws(PostgresError) in
             StateCount(
-                queue: try row.decode(String.self, "queue"), state: try row.decode(String.self, "state"),
+                queue: try row.decode(String.self, "queue"), state: try row.decode(JobState.self, "state"),
                 jobs: try row.decode(Int.self, "jobs"), oldestCreatedAt: try row.decode(Date?.self, "oldest_created_at"))
         }
         var oldest: [String: Double] = [:]

@@ -97,11 +97,13 @@ public enum QueueStore {
         /// goes back to ready, held behind that job, and the attempt does not count.
         case deferred
 
-        var state: String {
+        /// The state the completion statement is given: the job's next state, or `deferred`
+        /// (back to ready, held behind its key, the attempt not counted).
+        var recordedState: String {
             switch self {
-            case .succeeded: "succeeded"
-            case .failed: "failed"
-            case .retry: "ready"
+            case .succeeded: JobState.succeeded.rawValue
+            case .failed: JobState.failed.rawValue
+            case .retry: JobState.ready.rawValue
             case .deferred: "deferred"
             }
         }
@@ -121,7 +123,7 @@ public enum QueueStore {
         var delays: [Int64] = []
         for (id, outcome) in outcomes {
             ids.append(id)
-            states.append(outcome.state)
+            states.append(outcome.recordedState)
             switch outcome {
             case .succeeded(let result):
                 results.append(result)
@@ -249,7 +251,7 @@ public enum QueueStore {
     /// Puts the jobs `worker` still holds back to `ready` at once, without counting the attempt
     /// (used at shutdown, for jobs it claimed but will not run).
     @discardableResult
-    public static func release(worker: String, ids: [Int64]? = nil, on connection: isolated PostgresConnection)
+    public static func release(worker: String, on connection: isolated PostgresConnection)
         throws(PostgresError) -> Int
     {
         try connection.execute(
@@ -258,7 +260,7 @@ public enum QueueStore {
                 UPDATE queue.jobs
                 SET state = 'ready', attempts = greatest(attempts - 1, 0), locked_by = NULL, locked_until = NULL,
                     started_at = NULL
-                WHERE locked_by = \(worker) AND state = 'running' AND (\(ids)::bigint[] IS NULL OR id = ANY(\(ids)::bigint[]))
+                WHERE locked_by = \(worker) AND state = 'running'
                 RETURNING id
             )
             SELECT id, pg_notify('queue_jobs', '') IS NULL AS notified FROM released

@@ -66,8 +66,8 @@ struct ProducerAndAdminTests {
             try await QueueTest.enqueue(2, kind: "queue.noop", on: connection)
             try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [NoopHandler()])
             let stats = try await connection.run { c in try QueueAdmin.stats(on: c) }
-            #expect(stats.counts.first { $0.state == "failed" }?.jobs == 3)
-            #expect(stats.counts.first { $0.state == "succeeded" }?.jobs == 2)
+            #expect(stats.counts.first { $0.state == .failed }?.jobs == 3)
+            #expect(stats.counts.first { $0.state == .succeeded }?.jobs == 2)
             #expect(stats.finishedLastMinute["test"] == 5)
             #expect(stats.topErrorCodes.first?.code == "unknown_kind")
             #expect(stats.topErrorCodes.first?.jobs == 3)

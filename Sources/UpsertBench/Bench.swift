@@ -13,10 +13,11 @@ import Postgres
 public struct BenchOptions: Sendable {
     /// Jobs per throughput measurement. Default: 20,000.
     public var jobs = 20_000
-    /// Worker batches in flight (and pgbench clients for the floor). Default: 4.
-    public var concurrency = 4
-    /// The most jobs per worker transaction. Default: 300.
-    public var batchSize = 300
+    /// The workers' configuration (queues and drain are the bench's own). Default: the defaults
+    /// of `upsert-worker run`.
+    public var worker = WorkerConfiguration()
+    /// The same, as `upsert-worker run` arguments, for the worker processes of the scaling table.
+    public var workerArguments: [String] = []
     /// Jobs fed one at a time to an idle worker for the latency figures. Default: 200.
     public var latencySamples = 200
     /// Worker process counts for the scaling table (empty: skip). Example: [1, 2, 4].
@@ -42,8 +43,6 @@ public struct BenchOptions: Sendable {
     public var executable: String?
     /// Keep the scratch database afterwards, for inspection. Default: false.
     public var keepDatabase = false
-    /// Claim exactly `batchSize` every time instead of adapting to what is ready. Default: false.
-    public var fixedBatchSize = false
     /// `--mixed`: organization A's import (D's is a tenth of it). Default: 200,000.
     public var mixedImportJobs = 200_000
     /// `--mixed`: live jobs a second, B and C together. Default: 100.
@@ -191,8 +190,8 @@ public enum Bench {
     ) async throws -> BenchReport {
         var report = BenchReport()
         report.jobs = options.jobs
-        report.concurrency = options.concurrency
-        report.batchSize = options.batchSize
+        report.concurrency = options.worker.concurrency
+        report.batchSize = options.worker.batchSize
         report.backgroundCustomers = options.backgroundCustomers
         report.floorClients = options.floorClients
         let workload = Workload()
@@ -312,11 +311,8 @@ public enum Bench {
     }
 
     static func workerConfiguration(_ queues: [String], _ options: BenchOptions, drain: Bool) -> WorkerConfiguration {
-        var configuration = WorkerConfiguration()
+        var configuration = options.worker
         configuration.queues = queues
-        configuration.concurrency = options.concurrency
-        configuration.batchSize = options.batchSize
-        configuration.adaptiveBatchSize = !options.fixedBatchSize
         configuration.drain = drain
         return configuration
     }
@@ -424,9 +420,10 @@ public enum Bench {
         for _ in 0..<count {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["run", "--drain", "--concurrency", String(options.processConcurrency),
-                                 "--batch-size", String(options.batchSize), "--log-level", "error",
-                                 "--database-url", database.connectionString]
+            // The bench's worker options, with the scaling table's own concurrency last (it wins).
+            process.arguments = ["run", "--drain"] + options.workerArguments
+                + ["--concurrency", String(options.processConcurrency), "--log-level", "error",
+                   "--database-url", database.connectionString]
             try process.run()
             processes.append(process)
         }

@@ -6,7 +6,7 @@ import JSON
 import Logging
 
 /// How log lines are written.
-enum LogFormat: String, CaseIterable, Sendable {
+public enum LogFormat: String, CaseIterable, Sendable {
     case text, json
 }
 
@@ -35,8 +35,8 @@ struct JSONLogHandler: LogHandler {
     }
 }
 
-enum LoggingSetup {
-    static func bootstrap(format: LogFormat, level: Logger.Level) {
+public enum LoggingSetup {
+    public static func bootstrap(format: LogFormat, level: Logger.Level) {
         LoggingSystem.bootstrap { label in
             switch format {
             case .text:

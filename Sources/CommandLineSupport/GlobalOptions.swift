@@ -4,18 +4,20 @@ import Logging
 import Postgres
 
 /// Options every command takes.
-struct GlobalOptions: ParsableArguments {
+public struct GlobalOptions: ParsableArguments {
+    public init() {}
+
     @Option(name: .customLong("database-url"), help: "libpq URI or key=value string (default: $DATABASE_URL).")
-    var databaseURL: String?
+    public var databaseURL: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    public var logLevel: String = "info"
 
     @Option(name: .customLong("log-format"), help: "text or json (one object per line, for log shippers).")
-    var logFormat: String = "text"
+    public var logFormat: String = "text"
 
     /// Sets up logging and returns the database configuration, or a usage error.
-    func prepare() throws -> PostgresConfiguration {
+    public func prepare() throws -> PostgresConfiguration {
         guard let format = LogFormat(rawValue: logFormat) else {
             throw CLIError.usage("--log-format must be text or json")
         }
@@ -35,7 +37,7 @@ struct GlobalOptions: ParsableArguments {
 }
 
 /// Parses `30s`, `15m`, `12h`, `7d` or a plain number of seconds.
-func parseDuration(_ text: String) -> Duration? {
+public func parseDuration(_ text: String) -> Duration? {
     let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
     for (suffix, milliseconds) in units where text.hasSuffix(suffix) {
         let number = text.dropLast(suffix.count)

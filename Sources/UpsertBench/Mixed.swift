@@ -112,8 +112,8 @@ extension Bench {
         var report = MixedReport()
         report.importJobs = options.mixedImportJobs
         report.lateImportJobs = options.mixedImportJobs / 10
-        report.concurrency = options.concurrency
-        report.batchSize = options.batchSize
+        report.concurrency = options.worker.concurrency
+        report.batchSize = options.worker.batchSize
         let importA = orgs.a.payloads(report.importJobs, seed: 1)
         let importD = orgs.d.payloads(report.lateImportJobs, seed: 4)
 
