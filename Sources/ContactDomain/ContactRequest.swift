@@ -106,7 +106,6 @@ public struct ContactRequest: Sendable, Hashable {
     /// Applies the rules of DOMAIN.md section 1 (see ``validate(_:)``) and keeps the valid parts.
     public static func check(_ payload: JSONValue) -> Draft {
         var draft = Draft()
-        var errors = ContactError()
         guard case .object(let object) = payload else {
             draft.errors.invalidPayload.append(.init("payload", "must be a JSON object, not \(payload.typeName)"))
             return draft
@@ -115,9 +114,39 @@ public struct ContactRequest: Sendable, Hashable {
             draft.errors.invalidPayload.append(.init("payload", "larger than 256 KiB"))
             return draft
         }
+        var errors = ContactError()
         var fields = FieldReader(object: object)
+        let platform = readPlatform(&fields, &errors)
+        var channel: ChannelReference?
+        var identity: ContactIdentity?
+        if let platform {
+            (channel, identity) = platform.usesPhone
+                ? readPhoneIdentity(&fields, &errors) : readWebchatIdentity(&fields, &errors)
+        }
+        let (stageID, agentID) = readStageAndAgent(&fields, &errors)
+        let (name, email) = readNameAndEmail(&fields, &errors)
+        let metaData = readMetaData(object, &errors)
+        let customFieldValues = readCustomFieldValues(object, &errors)
 
-        // channel
+        draft.errors = errors
+        draft.platform = platform
+        draft.channel = channel
+        draft.identity = identity
+        draft.stageID = stageID
+        draft.agentID = agentID
+        draft.customFieldValues = customFieldValues
+        draft.metaData = metaData
+        if errors.isEmpty, let platform, let channel, let identity {
+            draft.request = ContactRequest(
+                platform: platform, channel: channel, identity: identity, name: name, email: email, stageID: stageID,
+                agentID: agentID, metaData: metaData, customFieldValues: customFieldValues)
+        }
+        return draft
+    }
+}
+
+extension ContactRequest {
+    private static func readPlatform(_ fields: inout FieldReader, _ errors: inout ContactError) -> Platform? {
         var platform: Platform?
         switch fields.string("channel", &errors) {
         case .absent: errors.missingFields.append("channel")
@@ -129,74 +158,85 @@ public struct ContactRequest: Sendable, Hashable {
             }
         case .wrongType: break
         }
+        return platform
+    }
 
-        // channel identity
+    /// `channel_phone_number` and `contact_phone_number`.
+    private static func readPhoneIdentity(_ fields: inout FieldReader, _ errors: inout ContactError)
+        -> (ChannelReference?, ContactIdentity?)
+    {
         var channel: ChannelReference?
         var identity: ContactIdentity?
-        if let platform {
-            if platform.usesPhone {
-                switch fields.string("channel_phone_number", &errors) {
-                case .absent: errors.missingFields.append("channel_phone_number")
-                case .present(let text):
-                    let trimmed = text.trimmingSpaces
-                    if trimmed.isEmpty {
-                        errors.missingFields.append("channel_phone_number")
-                    } else if let id = SeedUUID.uuid(trimmed) {
-                        channel = .id(id)
-                    } else {
-                        switch PhoneNumber.parse(trimmed) {
-                        case .success(let phone): channel = .phone(phone)
-                        case .failure(let problem):
-                            errors.invalidFields.append(
-                                .init("channel_phone_number", "not a phone number or channel UUID: \(problem.rawValue)"))
-                        }
-                    }
-                case .wrongType: break
-                }
-                switch fields.string("contact_phone_number", &errors) {
-                case .absent: errors.missingFields.append("contact_phone_number")
-                case .present(let text):
-                    if text.trimmingSpaces.isEmpty {
-                        errors.missingFields.append("contact_phone_number")
-                    } else {
-                        switch PhoneNumber.parse(text) {
-                        case .success(let phone): identity = .phone(phone)
-                        case .failure(let problem):
-                            errors.invalidFields.append(.init("contact_phone_number", problem.rawValue))
-                        }
-                    }
-                case .wrongType: break
-                }
+        switch fields.string("channel_phone_number", &errors) {
+        case .absent: errors.missingFields.append("channel_phone_number")
+        case .present(let text):
+            let trimmed = text.trimmingSpaces
+            if trimmed.isEmpty {
+                errors.missingFields.append("channel_phone_number")
+            } else if let id = SeedUUID.uuid(trimmed) {
+                channel = .id(id)
             } else {
-                switch fields.string("channel_id", &errors) {
-                case .absent: errors.missingFields.append("channel_id")
-                case .present(let text):
-                    if text.trimmingSpaces.isEmpty {
-                        errors.missingFields.append("channel_id")
-                    } else if let id = SeedUUID.uuid(text) {
-                        channel = .id(id)
-                    } else {
-                        errors.invalidFields.append(.init("channel_id", "must be a UUID"))
-                    }
-                case .wrongType: break
-                }
-                switch fields.string("external_user_id", &errors) {
-                case .absent: errors.missingFields.append("external_user_id")
-                case .present(let text):
-                    let trimmed = text.trimmingSpaces
-                    if trimmed.isEmpty {
-                        errors.missingFields.append("external_user_id")
-                    } else if trimmed.unicodeScalars.count > maxNameLength {
-                        errors.invalidFields.append(.init("external_user_id", "longer than 255 characters"))
-                    } else {
-                        identity = .externalUser(trimmed)
-                    }
-                case .wrongType: break
+                switch PhoneNumber.parse(trimmed) {
+                case .success(let phone): channel = .phone(phone)
+                case .failure(let problem):
+                    errors.invalidFields.append(
+                        .init("channel_phone_number", "not a phone number or channel UUID: \(problem.rawValue)"))
                 }
             }
+        case .wrongType: break
         }
+        switch fields.string("contact_phone_number", &errors) {
+        case .absent: errors.missingFields.append("contact_phone_number")
+        case .present(let text):
+            if text.trimmingSpaces.isEmpty {
+                errors.missingFields.append("contact_phone_number")
+            } else {
+                switch PhoneNumber.parse(text) {
+                case .success(let phone): identity = .phone(phone)
+                case .failure(let problem):
+                    errors.invalidFields.append(.init("contact_phone_number", problem.rawValue))
+                }
+            }
+        case .wrongType: break
+        }
+        return (channel, identity)
+    }
 
-        // stageId, agentId
+    /// `channel_id` and `external_user_id`.
+    private static func readWebchatIdentity(_ fields: inout FieldReader, _ errors: inout ContactError)
+        -> (ChannelReference?, ContactIdentity?)
+    {
+        var channel: ChannelReference?
+        var identity: ContactIdentity?
+        switch fields.string("channel_id", &errors) {
+        case .absent: errors.missingFields.append("channel_id")
+        case .present(let text):
+            if text.trimmingSpaces.isEmpty {
+                errors.missingFields.append("channel_id")
+            } else if let id = SeedUUID.uuid(text) {
+                channel = .id(id)
+            } else {
+                errors.invalidFields.append(.init("channel_id", "must be a UUID"))
+            }
+        case .wrongType: break
+        }
+        switch fields.string("external_user_id", &errors) {
+        case .absent: errors.missingFields.append("external_user_id")
+        case .present(let text):
+            let trimmed = text.trimmingSpaces
+            if trimmed.isEmpty {
+                errors.missingFields.append("external_user_id")
+            } else if trimmed.unicodeScalars.count > maxNameLength {
+                errors.invalidFields.append(.init("external_user_id", "longer than 255 characters"))
+            } else {
+                identity = .externalUser(trimmed)
+            }
+        case .wrongType: break
+        }
+        return (channel, identity)
+    }
+
+    private static func readStageAndAgent(_ fields: inout FieldReader, _ errors: inout ContactError) -> (UUID?, UUID?) {
         var stageID: UUID?
         var agentID: UUID?
         for (field, target) in [("stageId", 0), ("agentId", 1)] {
@@ -207,8 +247,10 @@ public struct ContactRequest: Sendable, Hashable {
             }
             if target == 0 { stageID = id } else { agentID = id }
         }
+        return (stageID, agentID)
+    }
 
-        // contact_name, contact_email
+    private static func readNameAndEmail(_ fields: inout FieldReader, _ errors: inout ContactError) -> (String?, String?) {
         var name: String?
         if case .present(let text) = fields.string("contact_name", &errors) {
             let trimmed = text.trimmingSpaces
@@ -229,8 +271,10 @@ public struct ContactRequest: Sendable, Hashable {
                 }
             }
         }
+        return (name, email)
+    }
 
-        // meta_data
+    private static func readMetaData(_ object: [String: JSONValue], _ errors: inout ContactError) -> [String: JSONValue]? {
         var metaData: [String: JSONValue]?
         switch object["meta_data"] ?? .null {
         case .null: break
@@ -243,8 +287,12 @@ public struct ContactRequest: Sendable, Hashable {
         case let other:
             errors.invalidPayload.append(.init("meta_data", "must be an object, not \(other.typeName)"))
         }
+        return metaData
+    }
 
-        // custom_field_values
+    private static func readCustomFieldValues(_ object: [String: JSONValue], _ errors: inout ContactError)
+        -> [(key: String, value: CustomFieldInput)]
+    {
         var customFieldValues: [(key: String, value: CustomFieldInput)] = []
         switch object["custom_field_values"] ?? .null {
         case .null: break
@@ -288,21 +336,7 @@ public struct ContactRequest: Sendable, Hashable {
         case let other:
             errors.invalidPayload.append(.init("custom_field_values", "must be an array, not \(other.typeName)"))
         }
-
-        draft.errors = errors
-        draft.platform = platform
-        draft.channel = channel
-        draft.identity = identity
-        draft.stageID = stageID
-        draft.agentID = agentID
-        draft.customFieldValues = customFieldValues
-        draft.metaData = metaData
-        if errors.isEmpty, let platform, let channel, let identity {
-            draft.request = ContactRequest(
-                platform: platform, channel: channel, identity: identity, name: name, email: email, stageID: stageID,
-                agentID: agentID, metaData: metaData, customFieldValues: customFieldValues)
-        }
-        return draft
+        return customFieldValues
     }
 }
 

@@ -66,8 +66,23 @@ enum UpsertPlanning {
     static func plan(
         _ job: PreparedUpsert, found: Lookup, newID: () -> UUID = UUIDText.random
     ) throws -> WritePlan {
-        let request = job.request
-        let structured = job.structured
+        let existingCustomer = try existingCustomer(found)
+        var contactPhone: String? = nil
+        if case .phone(let phone) = job.request.identity { contactPhone = phone.e164 }
+        if existingCustomer == nil, found.contact != nil { throw Vanished() }
+        let (customer, customerWrite) = planCustomer(
+            job, existing: existingCustomer, contactPhone: contactPhone, newID: newID)
+        let (contact, contactWrite) = planContact(
+            job, existing: found.contact, customerID: customer.id, contactPhone: contactPhone, newID: newID)
+        return WritePlan(
+            clientID: job.clientID, customer: customer, customerWrite: customerWrite, contact: contact,
+            contactWrite: contactWrite, identifierChanges: identifierChanges(job, existing: existingCustomer))
+    }
+
+    /// The customer the job's person already has: its contact's, else the one owner of its
+    /// identifier values, else the candidate the store locked. Identifier values held by another
+    /// customer than that one are the job's ``ContactError``.
+    static func existingCustomer(_ found: Lookup) throws -> Customer? {
         let existingCustomer: Customer?
         if let contact = found.contact {
             existingCustomer = found.customer?.id == contact.customerID ? found.customer : nil
@@ -91,62 +106,68 @@ enum UpsertPlanning {
                 throw errors
             }
         }
+        return existingCustomer
+    }
 
-        var contactPhone: String? = nil
-        if case .phone(let phone) = request.identity { contactPhone = phone.e164 }
-        var customer: Customer
-        let customerWrite: WritePlan.CustomerWrite
-        if let existing = existingCustomer {
-            customer = existing
-            if customer.name.isBlank { customer.name = request.name ?? structured.name }
-            if customer.email.isBlank { customer.email = request.email ?? structured.email }
-            if customer.phone.isBlank { customer.phone = contactPhone ?? structured.phone?.e164 }
-            customer.stageID = request.stageID ?? customer.stageID
-            customer.agentID = request.agentID ?? customer.agentID
-            customer.metaData = MetadataMerge.merge(existing.metaData, structured.metaData)
-            apply(job.fieldChanges, to: &customer.customFields)
-            customerWrite = customer == existing ? .none : .update
-        } else if found.contact != nil {
-            throw Vanished()
-        } else {
-            customer = Customer(
+    /// The customer as it will be: blanks filled, stage and agent set, metadata merged, field
+    /// values applied; or a new one.
+    static func planCustomer(
+        _ job: PreparedUpsert, existing: Customer?, contactPhone: String?, newID: () -> UUID
+    ) -> (Customer, WritePlan.CustomerWrite) {
+        let request = job.request
+        let structured = job.structured
+        guard let existing else {
+            var customer = Customer(
                 id: newID(), name: request.name ?? structured.name, email: request.email ?? structured.email,
                 phone: contactPhone ?? structured.phone?.e164, stageID: request.stageID, agentID: request.agentID,
                 metaData: MetadataMerge.merge([:], structured.metaData), customFields: [:])
             apply(job.fieldChanges, to: &customer.customFields)
-            customerWrite = .insert
+            return (customer, .insert)
         }
+        var customer = existing
+        if customer.name.isBlank { customer.name = request.name ?? structured.name }
+        if customer.email.isBlank { customer.email = request.email ?? structured.email }
+        if customer.phone.isBlank { customer.phone = contactPhone ?? structured.phone?.e164 }
+        customer.stageID = request.stageID ?? customer.stageID
+        customer.agentID = request.agentID ?? customer.agentID
+        customer.metaData = MetadataMerge.merge(existing.metaData, structured.metaData)
+        apply(job.fieldChanges, to: &customer.customFields)
+        return (customer, customer == existing ? .none : .update)
+    }
 
-        let contact: Contact
-        let contactWrite: WritePlan.ContactWrite
-        if let existing = found.contact {
-            contact = Contact(
+    /// The contact as it will be: the existing one with the job's name and email, or a new one.
+    static func planContact(
+        _ job: PreparedUpsert, existing: Contact?, customerID: UUID, contactPhone: String?, newID: () -> UUID
+    ) -> (Contact, WritePlan.ContactWrite) {
+        let request = job.request
+        if let existing {
+            let contact = Contact(
                 id: existing.id, customerID: existing.customerID, platform: existing.platform, phone: existing.phone,
                 name: request.name ?? existing.name, email: request.email ?? existing.email,
                 externalUserID: existing.externalUserID, channelID: existing.channelID, createdAt: existing.createdAt)
-            contactWrite = contact.name != existing.name || contact.email != existing.email ? .update : .none
-        } else {
-            var externalUserID: String? = nil
-            if case .externalUser(let id) = request.identity { externalUserID = id }
-            contact = Contact(
-                id: newID(), customerID: customer.id, platform: request.platform.rawValue, phone: contactPhone,
-                name: request.name, email: request.email, externalUserID: externalUserID, channelID: job.channel.id,
-                createdAt: nil)
-            contactWrite = .insert
+            return (contact, contact.name != existing.name || contact.email != existing.email ? .update : .none)
         }
-        // Identifier values whose key changed: the old one is released, the new one claimed.
-        var identifierChanges: [IdentifierChange] = []
+        var externalUserID: String? = nil
+        if case .externalUser(let id) = request.identity { externalUserID = id }
+        let contact = Contact(
+            id: newID(), customerID: customerID, platform: request.platform.rawValue, phone: contactPhone,
+            name: request.name, email: request.email, externalUserID: externalUserID, channelID: job.channel.id,
+            createdAt: nil)
+        return (contact, .insert)
+    }
+
+    /// Identifier values whose key changed: the old one is released, the new one claimed.
+    static func identifierChanges(_ job: PreparedUpsert, existing: Customer?) -> [IdentifierChange] {
+        var changes: [IdentifierChange] = []
         for change in job.fieldChanges where change.definition.isIdentifier {
             let field = UUIDText.string(change.definition.id)
-            let old = existingCustomer?.customFields[field].flatMap(change.definition.identifierKey)
+            let old = existing?.customFields[field].flatMap(change.definition.identifierKey)
             let new = change.value.flatMap(change.definition.identifierKey)
             if old != new {
-                identifierChanges.append(.init(definitionID: change.definition.id, oldKey: old, newKey: new))
+                changes.append(.init(definitionID: change.definition.id, oldKey: old, newKey: new))
             }
         }
-        return WritePlan(
-            clientID: job.clientID, customer: customer, customerWrite: customerWrite, contact: contact,
-            contactWrite: contactWrite, identifierChanges: identifierChanges)
+        return changes
     }
 
     /// Sets or removes (an empty string) each changed value, keyed by definition id.

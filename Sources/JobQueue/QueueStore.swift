@@ -107,6 +107,26 @@ public enum QueueStore {
             case .deferred: "deferred"
             }
         }
+
+        /// The result to store, for a success.
+        var result: JSONValue? {
+            if case .succeeded(let result) = self { return result }
+            return nil
+        }
+
+        /// The failure to record, for a failure or a retry.
+        var failure: JobFailure? {
+            switch self {
+            case .failed(let failure), .retry(let failure, _): failure
+            case .succeeded, .deferred: nil
+            }
+        }
+
+        /// How long a retry waits; zero otherwise.
+        var delay: Duration {
+            if case .retry(_, let delay) = self { return delay }
+            return .zero
+        }
     }
 
     /// Records the outcomes of a batch in one statement, fenced on `worker`'s lease: jobs no
@@ -116,38 +136,14 @@ public enum QueueStore {
         _ outcomes: [(id: Int64, outcome: Outcome)], worker: String, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Set<Int64> {
         guard !outcomes.isEmpty else { return [] }
-        var ids: [Int64] = []
-        var states: [String] = []
-        var results: [JSONValue?] = []
-        var errors: [JSONValue?] = []
-        var delays: [Int64] = []
-        for (id, outcome) in outcomes {
-            ids.append(id)
-            states.append(outcome.recordedState)
-            switch outcome {
-            case .succeeded(let result):
-                results.append(result)
-                errors.append(nil)
-                delays.append(0)
-            case .failed(let failure):
-                results.append(nil)
-                errors.append(failure.errorObject)
-                delays.append(0)
-            case .retry(let failure, let delay):
-                results.append(nil)
-                errors.append(failure.errorObject)
-                delays.append(delay.milliseconds)
-            case .deferred:
-                results.append(nil)
-                errors.append(nil)
-                delays.append(0)
-            }
-        }
+        let ids = outcomes.map(\.id)
+        let states = outcomes.map(\.outcome.recordedState)
+        let delays = outcomes.map(\.outcome.delay.milliseconds)
         // Finishing a job also releases the next job of its key held behind it (when no other
         // earlier job of the key is still unfinished); a retry goes back to ready, held until
         // its backoff ends. The JSON columns travel as one JSON array each (null for none).
-        let resultArray = JSONValue.array(results.map { $0 ?? .null })
-        let errorArray = JSONValue.array(errors.map { $0 ?? .null })
+        let resultArray = JSONValue.array(outcomes.map { $0.outcome.result ?? .null })
+        let errorArray = JSONValue.array(outcomes.map { $0.outcome.failure?.errorObject ?? .null })
         let rows = try connection.query(
             """
             WITH done AS (

@@ -203,7 +203,22 @@ public enum Bench {
             try workload.loadBackground(customers: options.backgroundCustomers, on: c)
         }
         let payloads = workload.payloads(options.jobs)
+        try await measureRounds(
+            &report, payloads, workload, database, options: options, handlers: handlers, logger: logger, progress: progress, on: c)
+        try await measureOthers(
+            &report, payloads, workload, database, options: options, handlers: handlers, logger: logger,
+            progress: progress, on: c)
+        report.peakRSSMiB = peakRSSMiB()
+        await c.close()
+        return report
+    }
 
+    /// Enqueue and the contact drain, `rounds` times each (medians reported).
+    static func measureRounds(
+        _ report: inout BenchReport, _ payloads: [JSONValue], _ workload: Workload, _ database: PostgresConfiguration,
+        options: BenchOptions, handlers: [any JobHandler], logger: Logger, progress: @Sendable (String) -> Void,
+        on c: PostgresConnection
+    ) async throws {
         for round in 1...max(1, options.rounds) {
             if round > 1 { try await resetContacts(c, workload) }
             try await settle(c)
@@ -227,7 +242,14 @@ public enum Bench {
                 """)[0]
             return (try row.decode(Int.self, "ok"), try row.decode(Int.self, "bad"))
         }
+    }
 
+    /// The floor, the no-op drain, latency, scaling, the claim with many finished rows, the soak.
+    static func measureOthers(
+        _ report: inout BenchReport, _ payloads: [JSONValue], _ workload: Workload, _ database: PostgresConfiguration,
+        options: BenchOptions, handlers: [any JobHandler], logger: Logger, progress: @Sendable (String) -> Void,
+        on c: PostgresConnection
+    ) async throws {
         if options.floor, let pgbench = findPgbench() {
             progress("floor: the same jobs in plain SQL through pgbench, one job per transaction")
             try await resetCRM(c, workload)
@@ -270,9 +292,6 @@ public enum Bench {
             progress("soak: \(options.soakJobs) queue.noop jobs, sampling RSS")
             report.soakRSSMiB = try await soak(options.soakJobs, database, options, handlers, logger, on: c)
         }
-        report.peakRSSMiB = peakRSSMiB()
-        await c.close()
-        return report
     }
 
     /// Before a timed phase: the queue table vacuumed and analyzed, and a checkpoint, so that

@@ -92,36 +92,45 @@ public enum ContactStore {
         -> [Lookup]
     {
         guard !requests.isEmpty else { return [] }
-        var ords: [Int] = []
-        var clients: [UUID] = []
-        var channels: [UUID] = []
-        var phoneKeys: [String?] = []
-        var externalIDs: [String?] = []
-        var identifierOrds: [Int] = []
-        var identifierDefinitions: [UUID] = []
-        var identifierKeys: [String] = []
-        for (ord, request) in requests.enumerated() {
-            ords.append(ord)
-            clients.append(request.clientID)
-            channels.append(request.channelID)
-            switch request.identity {
-            case .phone(let phone):
-                phoneKeys.append(phone.matchKey)
-                externalIDs.append(nil)
-            case .externalUser(let id):
-                phoneKeys.append(nil)
-                externalIDs.append(id)
-            }
-            for identifier in request.identifiers {
-                identifierOrds.append(ord)
-                identifierDefinitions.append(identifier.definitionID)
-                identifierKeys.append(identifier.identifierKey)
+        let rows = try connection.query(lookupStatement(LookupColumns(requests)))
+        guard rows.count == requests.count else { throw UpsertInvariant.lookupRowCount }
+        return try rows.map { row throws(PostgresError) in try Lookup(row: row) }
+    }
+
+    /// The requests as parallel arrays, one per `unnest` column.
+    private struct LookupColumns {
+        var ords: [Int] = [], clients: [UUID] = [], channels: [UUID] = []
+        var phoneKeys: [String?] = [], externalIDs: [String?] = []
+        var identifierOrds: [Int] = [], identifierDefinitions: [UUID] = [], identifierKeys: [String] = []
+
+        init(_ requests: [LookupRequest]) {
+            for (ord, request) in requests.enumerated() {
+                ords.append(ord)
+                clients.append(request.clientID)
+                channels.append(request.channelID)
+                switch request.identity {
+                case .phone(let phone):
+                    phoneKeys.append(phone.matchKey)
+                    externalIDs.append(nil)
+                case .externalUser(let id):
+                    phoneKeys.append(nil)
+                    externalIDs.append(id)
+                }
+                for identifier in request.identifiers {
+                    identifierOrds.append(ord)
+                    identifierDefinitions.append(identifier.definitionID)
+                    identifierKeys.append(identifier.identifierKey)
+                }
             }
         }
-        let rows = try connection.query(
-            """
+    }
+
+    /// One row per request, in order: the contact (`id`…`created_at`), the locked candidate
+    /// customer (`c_…`) and the identifier owners (`owners`, a JSON array of pairs).
+    private static func lookupStatement(_ r: LookupColumns) -> PostgresQuery {
+        """
             WITH req AS (
-                SELECT * FROM unnest(\(ords)::int[], \(clients)::uuid[], \(channels)::uuid[], \(phoneKeys)::text[], \(externalIDs)::text[])
+                SELECT * FROM unnest(\(r.ords)::int[], \(r.clients)::uuid[], \(r.channels)::uuid[], \(r.phoneKeys)::text[], \(r.externalIDs)::text[])
                     AS r(ord, client_id, channel_id, phone_key, external_user_id)
             ), found AS (
                 SELECT r.ord, r.client_id, r.phone_key AS wanted_phone_key, c.*
@@ -141,7 +150,7 @@ public enum ContactStore {
                 ) c ON true
             ), owners AS (
                 SELECT w.ord, v.customer_id, d.key
-                FROM unnest(\(identifierOrds)::int[], \(identifierDefinitions)::uuid[], \(identifierKeys)::text[]) AS w(ord, definition_id, identifier_key)
+                FROM unnest(\(r.identifierOrds)::int[], \(r.identifierDefinitions)::uuid[], \(r.identifierKeys)::text[]) AS w(ord, definition_id, identifier_key)
                 JOIN req r ON r.ord = w.ord
                 -- One probe of the primary key per value (LIMIT 1 keeps the planner from
                 -- scanning every value of the definition and filtering).
@@ -186,38 +195,7 @@ public enum ContactStore {
             FROM candidate ca
             LEFT JOIN locked l ON l.id = ca.candidate_id AND l.client_id = ca.client_id
             ORDER BY ca.ord
-            """)
-        guard rows.count == requests.count else { throw UpsertInvariant.lookupRowCount }
-        var lookups: [Lookup] = []
-        lookups.reserveCapacity(rows.count)
-        for row in rows {
-            var lookup = Lookup()
-            if let id = try row.decode(UUID?.self, "id") {
-                lookup.contact = Contact(
-                    id: id, customerID: try row.decode(UUID.self, "customer_id"), platform: try row.decode(String.self, "platform"),
-                    phone: try row.decode(String?.self, "phone"), name: try row.decode(String?.self, "name"),
-                    email: try row.decode(String?.self, "email"), externalUserID: try row.decode(String?.self, "external_user_id"),
-                    channelID: try row.decode(UUID.self, "channel_id"), createdAt: try row.decode(Date.self, "created_at"))
-            }
-            if let id = try row.decode(UUID?.self, "c_id") {
-                lookup.customer = Customer(
-                    id: id, name: try row.decode(String?.self, "c_name"), email: try row.decode(String?.self, "c_email"),
-                    phone: try row.decode(String?.self, "c_phone"), stageID: try row.decode(UUID?.self, "c_stage_id"),
-                    agentID: try row.decode(UUID?.self, "c_agent_id"),
-                    metaData: try row.decode(JSONValue.self, "c_meta_data").objectValue ?? [:],
-                    customFields: (try row.decode(JSONValue.self, "c_custom_fields").objectValue ?? [:]).mapValues {
-                        $0.stringValue ?? $0.jsonText
-                    })
-            }
-            for owner in try row.decode(JSONValue?.self, "owners")?.arrayValue ?? [] {
-                guard let pair = owner.arrayValue, pair.count == 2,
-                    let id = pair[0].stringValue.flatMap(UUIDText.parse), let key = pair[1].stringValue
-                else { throw PostgresError(code: .decoding, message: "malformed identifier owner") }
-                lookup.owners.append((id, key))
-            }
-            lookups.append(lookup)
-        }
-        return lookups
+            """
     }
 
     /// Applies many plans in one statement (data-modifying CTEs over arrays: customers, with
@@ -230,82 +208,105 @@ public enum ContactStore {
     static func write(_ plans: [WritePlan], on connection: isolated PostgresConnection) throws
         -> [UUID: Date]
     {
-        var newCustomers = CustomerColumns()
-        var changedCustomers = CustomerColumns()
-        var newContacts = ContactColumns()
-        var changedContacts = ContactColumns()
+        let columns = WriteColumns(plans)
+        guard !columns.isEmpty else { return [:] }
+        let rows = try connection.query(writeStatement(columns))
+        var createdAt: [UUID: Date] = [:]
+        for row in rows {
+            if let claimed = try row.decode(Int?.self, "claimed") {
+                guard claimed == columns.claimCustomers.count else {
+                    throw LostRace("\(columns.claimCustomers.count - claimed) identifier value(s) were claimed by another customer first")
+                }
+                continue
+            }
+            createdAt[try row.decode(UUID.self, "id")] = try row.decode(Date.self, "created_at")
+        }
+        return createdAt
+    }
+
+    /// Everything a set of plans writes, as parallel arrays, one per `unnest` column.
+    private struct WriteColumns {
+        var newCustomers = CustomerColumns(), changedCustomers = CustomerColumns()
+        var newContacts = ContactColumns(), changedContacts = ContactColumns()
         var releaseCustomers: [UUID] = [], releaseDefinitions: [UUID] = []
         var claimClients: [UUID] = [], claimDefinitions: [UUID] = [], claimKeys: [String] = [], claimCustomers: [UUID] = []
-        for plan in plans {
-            switch plan.customerWrite {
-            case .none: break
-            case .insert: newCustomers.append(plan.customer, client: plan.clientID)
-            case .update: changedCustomers.append(plan.customer, client: plan.clientID)
-            }
-            switch plan.contactWrite {
-            case .none: break
-            case .insert: newContacts.append(plan.contact, client: plan.clientID)
-            case .update: changedContacts.append(plan.contact, client: plan.clientID)
-            }
-            for change in plan.identifierChanges {
-                if plan.customerWrite != .insert {
-                    releaseCustomers.append(plan.customer.id)
-                    releaseDefinitions.append(change.definitionID)
+
+        init(_ plans: [WritePlan]) {
+            for plan in plans {
+                switch plan.customerWrite {
+                case .none: break
+                case .insert: newCustomers.append(plan.customer, client: plan.clientID)
+                case .update: changedCustomers.append(plan.customer, client: plan.clientID)
                 }
-                if let key = change.newKey {
-                    claimClients.append(plan.clientID)
-                    claimDefinitions.append(change.definitionID)
-                    claimKeys.append(key)
-                    claimCustomers.append(plan.customer.id)
+                switch plan.contactWrite {
+                case .none: break
+                case .insert: newContacts.append(plan.contact, client: plan.clientID)
+                case .update: changedContacts.append(plan.contact, client: plan.clientID)
+                }
+                for change in plan.identifierChanges {
+                    if plan.customerWrite != .insert {
+                        releaseCustomers.append(plan.customer.id)
+                        releaseDefinitions.append(change.definitionID)
+                    }
+                    if let key = change.newKey {
+                        claimClients.append(plan.clientID)
+                        claimDefinitions.append(change.definitionID)
+                        claimKeys.append(key)
+                        claimCustomers.append(plan.customer.id)
+                    }
                 }
             }
         }
-        if newCustomers.ids.isEmpty, changedCustomers.ids.isEmpty, newContacts.ids.isEmpty,
-            changedContacts.ids.isEmpty, releaseCustomers.isEmpty, claimCustomers.isEmpty
-        {
-            return [:]
+
+        var isEmpty: Bool {
+            newCustomers.ids.isEmpty && changedCustomers.ids.isEmpty && newContacts.ids.isEmpty
+                && changedContacts.ids.isEmpty && releaseCustomers.isEmpty && claimCustomers.isEmpty
         }
-        let rows = try connection.query(
-            """
+    }
+
+    /// One statement for every write: rows `(id, created_at)` of the contacts inserted or
+    /// updated, and one row `claimed`: how many identifier values were claimed.
+    private static func writeStatement(_ w: WriteColumns) -> PostgresQuery {
+        """
             WITH ins_customers AS (
                 INSERT INTO crm.customers (id, client_id, name, email, phone, stage_id, agent_id, meta_data, custom_fields)
                 SELECT * FROM ROWS FROM (
-                    unnest(\(newCustomers.ids)::uuid[]), unnest(\(newCustomers.clients)::uuid[]), unnest(\(newCustomers.names)::text[]), unnest(\(newCustomers.emails)::text[]), unnest(\(newCustomers.phones)::text[]),
-                    unnest(\(newCustomers.stages)::uuid[]), unnest(\(newCustomers.agents)::uuid[]), jsonb_array_elements(\(JSONValue.array(newCustomers.metaData))::jsonb),
-                    jsonb_array_elements(\(JSONValue.array(newCustomers.customFields))::jsonb))
+                    unnest(\(w.newCustomers.ids)::uuid[]), unnest(\(w.newCustomers.clients)::uuid[]), unnest(\(w.newCustomers.names)::text[]), unnest(\(w.newCustomers.emails)::text[]), unnest(\(w.newCustomers.phones)::text[]),
+                    unnest(\(w.newCustomers.stages)::uuid[]), unnest(\(w.newCustomers.agents)::uuid[]), jsonb_array_elements(\(JSONValue.array(w.newCustomers.metaData))::jsonb),
+                    jsonb_array_elements(\(JSONValue.array(w.newCustomers.customFields))::jsonb))
                 RETURNING 1
             ), upd_customers AS (
                 UPDATE crm.customers c
                 SET name = u.name, email = u.email, phone = u.phone, stage_id = u.stage_id, agent_id = u.agent_id,
                     meta_data = u.meta_data, custom_fields = u.custom_fields, updated_at = now()
                 FROM ROWS FROM (
-                    unnest(\(changedCustomers.ids)::uuid[]), unnest(\(changedCustomers.clients)::uuid[]), unnest(\(changedCustomers.names)::text[]), unnest(\(changedCustomers.emails)::text[]),
-                    unnest(\(changedCustomers.phones)::text[]), unnest(\(changedCustomers.stages)::uuid[]), unnest(\(changedCustomers.agents)::uuid[]), jsonb_array_elements(\(JSONValue.array(changedCustomers.metaData))::jsonb),
-                    jsonb_array_elements(\(JSONValue.array(changedCustomers.customFields))::jsonb))
+                    unnest(\(w.changedCustomers.ids)::uuid[]), unnest(\(w.changedCustomers.clients)::uuid[]), unnest(\(w.changedCustomers.names)::text[]), unnest(\(w.changedCustomers.emails)::text[]),
+                    unnest(\(w.changedCustomers.phones)::text[]), unnest(\(w.changedCustomers.stages)::uuid[]), unnest(\(w.changedCustomers.agents)::uuid[]), jsonb_array_elements(\(JSONValue.array(w.changedCustomers.metaData))::jsonb),
+                    jsonb_array_elements(\(JSONValue.array(w.changedCustomers.customFields))::jsonb))
                      AS u(id, client_id, name, email, phone, stage_id, agent_id, meta_data, custom_fields)
                 WHERE c.id = u.id AND c.client_id = u.client_id
                 RETURNING 1
             ), ins_contacts AS (
                 INSERT INTO crm.contacts (id, client_id, customer_id, channel_id, platform, phone, external_user_id,
                                           name, email)
-                SELECT * FROM unnest(\(newContacts.ids)::uuid[], \(newContacts.clients)::uuid[], \(newContacts.customers)::uuid[], \(newContacts.channels)::uuid[], \(newContacts.platforms)::text[], \(newContacts.phones)::text[],
-                                     \(newContacts.externalUserIDs)::text[], \(newContacts.names)::text[], \(newContacts.emails)::text[])
+                SELECT * FROM unnest(\(w.newContacts.ids)::uuid[], \(w.newContacts.clients)::uuid[], \(w.newContacts.customers)::uuid[], \(w.newContacts.channels)::uuid[], \(w.newContacts.platforms)::text[], \(w.newContacts.phones)::text[],
+                                     \(w.newContacts.externalUserIDs)::text[], \(w.newContacts.names)::text[], \(w.newContacts.emails)::text[])
                 RETURNING id, created_at
             ), upd_contacts AS (
                 UPDATE crm.contacts c SET name = u.name, email = u.email, updated_at = now()
-                FROM unnest(\(changedContacts.ids)::uuid[], \(changedContacts.clients)::uuid[], \(changedContacts.names)::text[], \(changedContacts.emails)::text[]) AS u(id, client_id, name, email)
+                FROM unnest(\(w.changedContacts.ids)::uuid[], \(w.changedContacts.clients)::uuid[], \(w.changedContacts.names)::text[], \(w.changedContacts.emails)::text[]) AS u(id, client_id, name, email)
                 WHERE c.id = u.id AND c.client_id = u.client_id
                 RETURNING c.id, c.created_at
             ), release AS (
                 DELETE FROM crm.customer_identifiers i
-                USING unnest(\(releaseCustomers)::uuid[], \(releaseDefinitions)::uuid[]) AS r(customer_id, definition_id)
+                USING unnest(\(w.releaseCustomers)::uuid[], \(w.releaseDefinitions)::uuid[]) AS r(customer_id, definition_id)
                 WHERE i.customer_id = r.customer_id AND i.definition_id = r.definition_id
                 RETURNING 1
             ), claim AS (
                 -- A value this customer already holds is kept; one another customer holds
                 -- is not taken, and the count below tells the caller.
                 INSERT INTO crm.customer_identifiers (client_id, definition_id, identifier_key, customer_id)
-                SELECT * FROM unnest(\(claimClients)::uuid[], \(claimDefinitions)::uuid[], \(claimKeys)::text[], \(claimCustomers)::uuid[])
+                SELECT * FROM unnest(\(w.claimClients)::uuid[], \(w.claimDefinitions)::uuid[], \(w.claimKeys)::text[], \(w.claimCustomers)::uuid[])
                 ON CONFLICT (client_id, definition_id, identifier_key) DO UPDATE SET customer_id = EXCLUDED.customer_id
                 WHERE customer_identifiers.customer_id = EXCLUDED.customer_id
                 RETURNING 1
@@ -315,18 +316,7 @@ public enum ContactStore {
             SELECT id, created_at, NULL FROM upd_contacts
             UNION ALL
             SELECT NULL, NULL, count(*) FROM claim
-            """)
-        var createdAt: [UUID: Date] = [:]
-        for row in rows {
-            if let claimed = try row.decode(Int?.self, "claimed") {
-                guard claimed == claimCustomers.count else {
-                    throw LostRace("\(claimCustomers.count - claimed) identifier value(s) were claimed by another customer first")
-                }
-                continue
-            }
-            createdAt[try row.decode(UUID.self, "id")] = try row.decode(Date.self, "created_at")
-        }
-        return createdAt
+            """
     }
 
     /// Customer rows as parallel arrays, one per `unnest` column (the JSON columns travel as
@@ -366,6 +356,36 @@ public enum ContactStore {
             externalUserIDs.append(contact.externalUserID)
             names.append(contact.name)
             emails.append(contact.email)
+        }
+    }
+}
+
+extension Lookup {
+    /// A row of ``ContactStore/lookup(_:on:)``.
+    fileprivate init(row: PostgresRow) throws(PostgresError) {
+        self.init()
+        if let id = try row.decode(UUID?.self, "id") {
+            contact = Contact(
+                id: id, customerID: try row.decode(UUID.self, "customer_id"), platform: try row.decode(String.self, "platform"),
+                phone: try row.decode(String?.self, "phone"), name: try row.decode(String?.self, "name"),
+                email: try row.decode(String?.self, "email"), externalUserID: try row.decode(String?.self, "external_user_id"),
+                channelID: try row.decode(UUID.self, "channel_id"), createdAt: try row.decode(Date.self, "created_at"))
+        }
+        if let id = try row.decode(UUID?.self, "c_id") {
+            customer = Customer(
+                id: id, name: try row.decode(String?.self, "c_name"), email: try row.decode(String?.self, "c_email"),
+                phone: try row.decode(String?.self, "c_phone"), stageID: try row.decode(UUID?.self, "c_stage_id"),
+                agentID: try row.decode(UUID?.self, "c_agent_id"),
+                metaData: try row.decode(JSONValue.self, "c_meta_data").objectValue ?? [:],
+                customFields: (try row.decode(JSONValue.self, "c_custom_fields").objectValue ?? [:]).mapValues {
+                    $0.stringValue ?? $0.jsonText
+                })
+        }
+        for owner in try row.decode(JSONValue?.self, "owners")?.arrayValue ?? [] {
+            guard let pair = owner.arrayValue, pair.count == 2,
+                let id = pair[0].stringValue.flatMap(UUIDText.parse), let key = pair[1].stringValue
+            else { throw PostgresError(code: .decoding, message: "malformed identifier owner") }
+            owners.append((id, key))
         }
     }
 }
