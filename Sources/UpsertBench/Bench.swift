@@ -159,27 +159,39 @@ public struct BenchReport: Sendable {
     }
 }
 
-/// `upsert-worker bench`: a scratch database, a realistic workload, and the figures of
-/// issue 5, all from one run.
+/// `upsert-bench`: a scratch database, a realistic workload, and the figures of
+/// docs/performance.md, all from one run.
 public enum Bench {
     public static func run(
         server: PostgresConfiguration, options: BenchOptions, handlers: [any JobHandler], logger: Logger,
         progress: @Sendable (String) -> Void
     ) async throws -> BenchReport {
-        let name = "upsert_bench_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+        try await withScratchDatabase("upsert_bench", server: server, options: options, logger: logger, progress: progress) {
+            try await measure($0, options: options, handlers: handlers, logger: logger, progress: progress)
+        }
+    }
+
+    /// Runs `body` on a database created for it (its name generated here, never input), and
+    /// drops it afterwards unless `keepDatabase`.
+    static func withScratchDatabase<T>(
+        _ prefix: StaticString, server: PostgresConfiguration, options: BenchOptions, logger: Logger,
+        progress: @Sendable (String) -> Void, _ body: (PostgresConfiguration) async throws -> T
+    ) async throws -> T {
+        let name = "\(prefix)_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
         let admin = try await PostgresConnection.connect(server, logger: logger)
         try await admin.run { c in try c.executeScript("CREATE DATABASE \(name)") }
         do {
-            let report = try await measure(
-                server.with(database: name), options: options, handlers: handlers, logger: logger, progress: progress)
+            let value = try await body(server.with(database: name))
             if options.keepDatabase {
                 progress("kept the scratch database \(name)")
             } else {
                 try await admin.run { c in try c.executeScript("DROP DATABASE \(name) WITH (FORCE)") }
             }
-            return report
+            await admin.close()
+            return value
         } catch {
             try? await admin.run { c in try c.executeScript("DROP DATABASE \(name) WITH (FORCE)") }
+            await admin.close()
             throw error
         }
     }

@@ -84,17 +84,8 @@ extension Bench {
         server: PostgresConfiguration, options: BenchOptions, handlers: [any JobHandler], logger: Logger,
         progress: @Sendable (String) -> Void
     ) async throws -> MixedReport {
-        let name = "upsert_mixed_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
-        let admin = try await PostgresConnection.connect(server, logger: logger)
-        try await admin.run { c in try c.executeScript("CREATE DATABASE \(name)") }
-        do {
-            let report = try await measureMixed(
-                server.with(database: name), options: options, handlers: handlers, logger: logger, progress: progress)
-            try await admin.run { c in try c.executeScript("DROP DATABASE \(name) WITH (FORCE)") }
-            return report
-        } catch {
-            try? await admin.run { c in try c.executeScript("DROP DATABASE \(name) WITH (FORCE)") }
-            throw error
+        try await withScratchDatabase("upsert_mixed", server: server, options: options, logger: logger, progress: progress) {
+            try await measureMixed($0, options: options, handlers: handlers, logger: logger, progress: progress)
         }
     }
 

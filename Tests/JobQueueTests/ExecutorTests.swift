@@ -84,25 +84,6 @@ struct ExecutorTests {
         }
     }
 
-    @Test("a handler's LostRace re-runs the job at once, without using an attempt")
-    func lostRaceSignal() async throws {
-        try await QueueTest.withDatabase { database, connection in
-            try await connection.run { c in try c.executeScript("CREATE SEQUENCE tries") }
-            try await QueueTest.enqueue(1, on: connection)
-            let handler = ScriptedHandler { _, c in
-                let run = try c.query("SELECT nextval('tries') AS n")[0].decode(Int.self, "n")
-                if run < 3 { throw LostRace("another worker took the row first") }
-                return ["runs": .number(JSONNumber(run))]
-            }
-            try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [handler])
-            let job = try #require(try await QueueTest.jobs(connection).first)
-            #expect(job.state == "succeeded")
-            #expect(job.attempts == 1)
-            #expect(job.result == ["runs": 3])
-            #expect(job.errors.arrayValue?.isEmpty == true)
-        }
-    }
-
     @Test("a job whose decode throws fails with what it threw, and its handler never runs; the others do")
     func decodeFailure() async throws {
         try await QueueTest.withDatabase { database, connection in

@@ -106,8 +106,10 @@ struct WorkerTests {
         }
     }
 
-    @Test("a lost race (unique violation) re-runs the job at once, without using an attempt")
-    func lostRace() async throws {
+    @Test(
+        "a lost race re-runs the job at once, without using an attempt",
+        arguments: ["the database's unique violation", "the handler's LostRace"])
+    func lostRace(signal: String) async throws {
         try await QueueTest.withDatabase { database, connection in
             try await connection.run { c in
                 try c.executeScript("CREATE TABLE once (k int PRIMARY KEY); CREATE SEQUENCE tries")
@@ -116,6 +118,7 @@ struct WorkerTests {
             let handler = ScriptedHandler { _, c in
                 // A sequence survives the savepoint's rollback: it counts the runs.
                 let run = try c.query("SELECT nextval('tries') AS n")[0].decode(Int.self, "n")
+                if run < 3, signal.contains("LostRace") { throw LostRace("another worker took the row first") }
                 if run < 3 {
                     try c.execute("INSERT INTO once VALUES (1)")
                     try c.execute("INSERT INTO once VALUES (1)")  // 23505, as when another worker won
