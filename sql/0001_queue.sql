@@ -1,4 +1,4 @@
--- The generic job queue (owned by JobQueue). Names fixed by CONTRACT.md section 2.
+-- The generic job queue (owned by JobQueue). Names fixed by docs/contract.md section 2.
 CREATE SCHEMA IF NOT EXISTS queue;
 
 CREATE TABLE queue.jobs (
@@ -59,7 +59,7 @@ CREATE TRIGGER jobs_notify_inserted
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION queue.notify_inserted();
 
--- Monitoring (CONTRACT.md section 2).
+-- Monitoring (docs/contract.md section 2).
 CREATE VIEW queue.stats AS
 SELECT queue, state, count(*) AS jobs, min(created_at) AS oldest_created_at
 FROM queue.jobs

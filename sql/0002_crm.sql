@@ -1,7 +1,7 @@
--- The contact domain (owned by ContactDomain). Names fixed by CONTRACT.md section 3.
+-- The contact domain (owned by ContactDomain). Names fixed by docs/contract.md section 3.
 CREATE SCHEMA IF NOT EXISTS crm;
 
--- Phone numbers: DOMAIN.md section 2. The Swift normalizer in ContactDomain implements the
+-- Phone numbers: docs/rules.md section 2. The Swift normalizer in ContactDomain implements the
 -- same rules; a test checks that both agree on every example.
 -- E.164 form of a phone spelling, or NULL when it is no phone number.
 CREATE FUNCTION crm.normalize_phone(raw text) RETURNS text
@@ -152,7 +152,7 @@ CREATE TABLE crm.contacts (
     phone_key        text GENERATED ALWAYS AS (crm.phone_key(phone)) STORED,
     CHECK (CASE WHEN platform = 'webchat' THEN external_user_id IS NOT NULL ELSE phone_key IS NOT NULL END)
 );
--- One contact per channel identity, whatever the interleaving (DOMAIN.md section 4).
+-- One contact per channel identity, whatever the interleaving (docs/rules.md section 4).
 CREATE UNIQUE INDEX contacts_phone_identity_idx ON crm.contacts (channel_id, phone_key)
     WHERE phone_key IS NOT NULL;
 CREATE UNIQUE INDEX contacts_external_identity_idx ON crm.contacts (channel_id, external_user_id)
@@ -181,7 +181,7 @@ JOIN crm.custom_field_definitions d ON d.id = v.definition_id;
 
 -- The queue's default ordering key for contact.upsert: the channel identity, with the
 -- contact's phone reduced to its match key, so that every spelling of one number runs in
--- order (DOMAIN.md section 2). Producers that set their own key keep it.
+-- order (docs/rules.md section 2). Producers that set their own key keep it.
 CREATE FUNCTION crm.contact_ordering_key(payload jsonb) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
@@ -236,7 +236,7 @@ CREATE TRIGGER jobs_contact_ordering_key
     WHEN (NEW.ordering_key IS NULL AND NEW.kind = 'contact.upsert')
     EXECUTE FUNCTION crm.default_ordering_key();
 
--- Authenticated enqueue (CONTRACT.md section 2): the API key is checked by its SHA-256 and
+-- Authenticated enqueue (docs/contract.md section 2): the API key is checked by its SHA-256 and
 -- never stored; an unknown or revoked key raises SQLSTATE 28000 and enqueues nothing.
 CREATE FUNCTION crm.enqueue_contact_upsert(api_key text, payload jsonb, idempotency_key text DEFAULT NULL)
 RETURNS bigint

@@ -1,4 +1,4 @@
--- Least privilege (issue 6). Two group roles, NOLOGIN, that deployments grant to their own
+-- Least privilege. Two group roles, NOLOGIN, that deployments grant to their own
 -- login roles:
 --   upsert_producer  inserts jobs and calls crm.enqueue_contact_upsert; reads nothing else
 --   upsert_worker    works jobs: reads settings, writes contacts, customers and job state;

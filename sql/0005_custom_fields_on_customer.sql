@@ -1,4 +1,4 @@
--- Custom field values move onto the customer row (issue 5): one jsonb object per customer,
+-- Custom field values move onto the customer row: one jsonb object per customer,
 -- keyed by definition id, instead of one row per value. A job that sets four values now
 -- writes one row, not five, and checks no foreign key per value. Identifier values, which
 -- must be unique per client and definition, keep a small table of their own.
@@ -12,7 +12,7 @@ FROM (SELECT customer_id, jsonb_object_agg(definition_id::text, value) AS fields
       FROM crm.customer_custom_fields GROUP BY customer_id) v
 WHERE v.customer_id = c.id;
 
--- An identifier value belongs to at most one customer of the client (DOMAIN.md section 5).
+-- An identifier value belongs to at most one customer of the client (docs/rules.md section 5).
 -- `identifier_key` is the canonical value, lowercased.
 CREATE TABLE crm.customer_identifiers (
     client_id      uuid NOT NULL,
@@ -27,7 +27,7 @@ INSERT INTO crm.customer_identifiers (client_id, definition_id, identifier_key, 
 SELECT client_id, definition_id, identifier_key, customer_id
 FROM crm.customer_custom_fields WHERE identifier_key IS NOT NULL;
 
--- Same view, same columns (CONTRACT.md section 3); values of deleted definitions drop out.
+-- Same view, same columns (docs/contract.md section 3); values of deleted definitions drop out.
 CREATE OR REPLACE VIEW crm.customer_field_values AS
 SELECT c.id AS customer_id, d.key, f.value
 FROM crm.customers c

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 
-/// A command-line failure: one line for stderr, and the exit status (CONTRACT.md section 7:
+/// A command-line failure: one line for stderr, and the exit status (docs/contract.md section 7:
 /// 2 for bad usage or configuration, 1 otherwise).
 public struct CLIError: Error, CustomStringConvertible {
     public enum Kind: Sendable {

@@ -1,7 +1,7 @@
 import JSON
 
 /// Everything wrong with one `contact.upsert` job, collected before failing it once
-/// (CONTRACT.md section 6).
+/// (docs/contract.md section 6).
 ///
 /// `code` names the first kind present in the contract's order; ``jobFailure`` carries every
 /// list that applies in `details`, so a producer fixes all problems in one go.

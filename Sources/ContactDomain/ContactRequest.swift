@@ -30,7 +30,7 @@ public enum ContactIdentity: Sendable, Hashable {
     case externalUser(String)
 }
 
-/// A `contact.upsert` payload that passed every rule that needs no database (DOMAIN.md
+/// A `contact.upsert` payload that passed every rule that needs no database (docs/rules.md
 /// section 1): typed, trimmed and normalized.
 public struct ContactRequest: Sendable, Hashable {
     public var platform: Platform
@@ -68,7 +68,7 @@ public struct ContactRequest: Sendable, Hashable {
     /// The longest name and external user id, in characters.
     public static let maxNameLength = 255
 
-    /// Applies every rule of DOMAIN.md section 1 and collects every problem.
+    /// Applies every rule of docs/rules.md section 1 and collects every problem.
     ///
     /// A JSON null is the same as an absent field; fields of the other kind of channel are
     /// ignored; unknown fields are ignored. Custom field *keys* and *types* need the client's
@@ -103,7 +103,7 @@ public struct ContactRequest: Sendable, Hashable {
         }
     }
 
-    /// Applies the rules of DOMAIN.md section 1 (see ``validate(_:)``) and keeps the valid parts.
+    /// Applies the rules of docs/rules.md section 1 (see ``validate(_:)``) and keeps the valid parts.
     public static func check(_ payload: JSONValue) -> Draft {
         var draft = Draft()
         guard case .object(let object) = payload else {

@@ -10,7 +10,7 @@ import Logging
 import Postgres
 
 /// The `contact.upsert` job: create or find a contact, and update its customer
-/// (DOMAIN.md, rule by rule).
+/// (docs/rules.md, rule by rule).
 ///
 /// The worker hands it every `contact.upsert` job of a batch at once
 /// (``handleBatch(_:on:logger:)``): each job is checked on its own, then the batch is looked

@@ -1,6 +1,6 @@
 import JSON
 
-/// What a structurer made of a job's `meta_data` (DOMAIN.md section 6).
+/// What a structurer made of a job's `meta_data` (docs/rules.md section 6).
 public struct StructuredMetadata: Sendable, Hashable {
     /// The metadata to merge into the customer's, keys normalized.
     public var metaData: [String: JSONValue]

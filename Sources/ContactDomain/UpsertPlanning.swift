@@ -52,7 +52,7 @@ struct PreparedUpsert: Sendable {
     }
 }
 
-/// The rules that decide what one job writes, given what the store found (DOMAIN.md sections
+/// The rules that decide what one job writes, given what the store found (docs/rules.md sections
 /// 4 to 7): plain functions of values, no database.
 enum UpsertPlanning {
     /// A lost race found while planning: the store's rows changed under the job. The worker
@@ -177,7 +177,7 @@ enum UpsertPlanning {
         }
     }
 
-    /// The job's result (CONTRACT.md section 5), once the plan is written; `createdAt` is the
+    /// The job's result (docs/contract.md section 5), once the plan is written; `createdAt` is the
     /// contact's, from the store when it did not know it yet.
     static func result(_ plan: WritePlan, createdAt: Date) -> JSONValue {
         let contact = plan.contact

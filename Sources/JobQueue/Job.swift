@@ -7,7 +7,7 @@ import JSON
 import TextForms
 import Postgres
 
-/// The states of a job (CONTRACT.md section 2).
+/// The states of a job (docs/contract.md section 2).
 ///
 /// `ready` → `running` → `succeeded` | `ready` (a transient error, retried later) | `failed`.
 /// `cancelled` is set by an operator; `succeeded`, `failed` and `cancelled` are final.

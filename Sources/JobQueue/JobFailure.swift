@@ -1,7 +1,7 @@
 import JSON
 import Postgres
 
-/// Why a job did not succeed, in the shape stored on the job (CONTRACT.md section 6):
+/// Why a job did not succeed, in the shape stored on the job (docs/contract.md section 6):
 /// `{"status", "code", "message", "details"}`, plus whether another attempt may succeed.
 ///
 /// Handlers throw errors that conform to ``JobFailureConvertible`` to choose the status,

@@ -6,7 +6,7 @@ extension Schema {
         Migration(
             version: 1, name: "queue",
             sql: #####"""
-            -- The generic job queue (owned by JobQueue). Names fixed by CONTRACT.md section 2.
+            -- The generic job queue (owned by JobQueue). Names fixed by docs/contract.md section 2.
             CREATE SCHEMA IF NOT EXISTS queue;
 
             CREATE TABLE queue.jobs (
@@ -67,7 +67,7 @@ extension Schema {
                 REFERENCING NEW TABLE AS inserted
                 FOR EACH STATEMENT EXECUTE FUNCTION queue.notify_inserted();
 
-            -- Monitoring (CONTRACT.md section 2).
+            -- Monitoring (docs/contract.md section 2).
             CREATE VIEW queue.stats AS
             SELECT queue, state, count(*) AS jobs, min(created_at) AS oldest_created_at
             FROM queue.jobs
@@ -83,10 +83,10 @@ extension Schema {
         Migration(
             version: 2, name: "crm",
             sql: #####"""
-            -- The contact domain (owned by ContactDomain). Names fixed by CONTRACT.md section 3.
+            -- The contact domain (owned by ContactDomain). Names fixed by docs/contract.md section 3.
             CREATE SCHEMA IF NOT EXISTS crm;
 
-            -- Phone numbers: DOMAIN.md section 2. The Swift normalizer in ContactDomain implements the
+            -- Phone numbers: docs/rules.md section 2. The Swift normalizer in ContactDomain implements the
             -- same rules; a test checks that both agree on every example.
             -- E.164 form of a phone spelling, or NULL when it is no phone number.
             CREATE FUNCTION crm.normalize_phone(raw text) RETURNS text
@@ -237,7 +237,7 @@ extension Schema {
                 phone_key        text GENERATED ALWAYS AS (crm.phone_key(phone)) STORED,
                 CHECK (CASE WHEN platform = 'webchat' THEN external_user_id IS NOT NULL ELSE phone_key IS NOT NULL END)
             );
-            -- One contact per channel identity, whatever the interleaving (DOMAIN.md section 4).
+            -- One contact per channel identity, whatever the interleaving (docs/rules.md section 4).
             CREATE UNIQUE INDEX contacts_phone_identity_idx ON crm.contacts (channel_id, phone_key)
                 WHERE phone_key IS NOT NULL;
             CREATE UNIQUE INDEX contacts_external_identity_idx ON crm.contacts (channel_id, external_user_id)
@@ -266,7 +266,7 @@ extension Schema {
 
             -- The queue's default ordering key for contact.upsert: the channel identity, with the
             -- contact's phone reduced to its match key, so that every spelling of one number runs in
-            -- order (DOMAIN.md section 2). Producers that set their own key keep it.
+            -- order (docs/rules.md section 2). Producers that set their own key keep it.
             CREATE FUNCTION crm.contact_ordering_key(payload jsonb) RETURNS text
             LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
             DECLARE
@@ -321,7 +321,7 @@ extension Schema {
                 WHEN (NEW.ordering_key IS NULL AND NEW.kind = 'contact.upsert')
                 EXECUTE FUNCTION crm.default_ordering_key();
 
-            -- Authenticated enqueue (CONTRACT.md section 2): the API key is checked by its SHA-256 and
+            -- Authenticated enqueue (docs/contract.md section 2): the API key is checked by its SHA-256 and
             -- never stored; an unknown or revoked key raises SQLSTATE 28000 and enqueues nothing.
             CREATE FUNCTION crm.enqueue_contact_upsert(api_key text, payload jsonb, idempotency_key text DEFAULT NULL)
             RETURNS bigint
@@ -381,7 +381,7 @@ extension Schema {
         Migration(
             version: 3, name: "roles",
             sql: #####"""
-            -- Least privilege (issue 6). Two group roles, NOLOGIN, that deployments grant to their own
+            -- Least privilege. Two group roles, NOLOGIN, that deployments grant to their own
             -- login roles:
             --   upsert_producer  inserts jobs and calls crm.enqueue_contact_upsert; reads nothing else
             --   upsert_worker    works jobs: reads settings, writes contacts, customers and job state;
@@ -470,7 +470,7 @@ extension Schema {
         Migration(
             version: 5, name: "custom_fields_on_customer",
             sql: #####"""
-            -- Custom field values move onto the customer row (issue 5): one jsonb object per customer,
+            -- Custom field values move onto the customer row: one jsonb object per customer,
             -- keyed by definition id, instead of one row per value. A job that sets four values now
             -- writes one row, not five, and checks no foreign key per value. Identifier values, which
             -- must be unique per client and definition, keep a small table of their own.
@@ -484,7 +484,7 @@ extension Schema {
                   FROM crm.customer_custom_fields GROUP BY customer_id) v
             WHERE v.customer_id = c.id;
 
-            -- An identifier value belongs to at most one customer of the client (DOMAIN.md section 5).
+            -- An identifier value belongs to at most one customer of the client (docs/rules.md section 5).
             -- `identifier_key` is the canonical value, lowercased.
             CREATE TABLE crm.customer_identifiers (
                 client_id      uuid NOT NULL,
@@ -499,7 +499,7 @@ extension Schema {
             SELECT client_id, definition_id, identifier_key, customer_id
             FROM crm.customer_custom_fields WHERE identifier_key IS NOT NULL;
 
-            -- Same view, same columns (CONTRACT.md section 3); values of deleted definitions drop out.
+            -- Same view, same columns (docs/contract.md section 3); values of deleted definitions drop out.
             CREATE OR REPLACE VIEW crm.customer_field_values AS
             SELECT c.id AS customer_id, d.key, f.value
             FROM crm.customers c
@@ -514,7 +514,7 @@ extension Schema {
         Migration(
             version: 6, name: "customer_created_at",
             sql: #####"""
-            -- "The client's oldest customer with that match key" (DOMAIN.md section 4) must be one
+            -- "The client's oldest customer with that match key" (docs/rules.md section 4) must be one
             -- customer. created_at defaulted to now(), the transaction's start, so the customers a batch
             -- created all had the same age and the tie went to the lowest (random) id. Each row's own
             -- insertion time settles it: the customer created first is the oldest.

@@ -17,7 +17,7 @@ public struct Migration: Sendable, Hashable {
     }
 }
 
-/// The project's schema: the `queue` and `crm` schemas of CONTRACT.md, as numbered migrations.
+/// The project's schema: the `queue` and `crm` schemas of docs/contract.md, as numbered migrations.
 public enum Schema {
     /// The key of the transaction-scoped advisory lock that serializes concurrent migrators.
     static let lockKey: Int64 = 0x5570_7365_7274  // "Upsert"

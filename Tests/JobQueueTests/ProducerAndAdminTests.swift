@@ -33,7 +33,7 @@ struct ProducerAndAdminTests {
             let kept = try await QueueTest.scalar(
                 "SELECT payload::text FROM queue.jobs WHERE idempotency_key = 'evt-2'", String.self, on: connection)
             #expect(kept == "{}", "the first of two jobs with one key is the one kept")
-            // A raw INSERT with ON CONFLICT DO NOTHING, as CONTRACT.md tells producers.
+            // A raw INSERT with ON CONFLICT DO NOTHING, as docs/contract.md tells producers.
             let raw = try await connection.run { c in
                 try c.execute(
                     "INSERT INTO queue.jobs (queue, payload, idempotency_key) VALUES ('test', '{}', 'evt-1') ON CONFLICT DO NOTHING")

@@ -28,7 +28,7 @@ public struct CustomFieldDefinition: Sendable, Hashable {
         self.isIdentifier = isIdentifier
     }
 
-    /// The canonical text of `input` for this field (CONTRACT.md section 3: numbers as
+    /// The canonical text of `input` for this field (docs/contract.md section 3: numbers as
     /// PostgreSQL's numeric writes them, dates as `YYYY-MM-DD`, booleans as `true`/`false`,
     /// options in the definition's spelling), or why it does not fit. An empty string is
     /// handled by the caller: it removes the value.

@@ -1,5 +1,5 @@
 /// A phone number in E.164 form (`+` and 7 to 15 digits, the first not 0), with the match
-/// key that identity compares (DOMAIN.md section 2).
+/// key that identity compares (docs/rules.md section 2).
 ///
 /// The SQL functions `crm.normalize_phone` and `crm.phone_key` implement the same rules for
 /// the database (the queue's default ordering key, generated columns); a test checks that the
