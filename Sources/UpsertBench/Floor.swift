@@ -28,8 +28,8 @@ enum Floor {
             v_fields jsonb;
         BEGIN
             SELECT id, payload INTO j FROM queue.jobs
-            WHERE state = 'ready' AND queue = p_queue AND run_at <= now()
-            ORDER BY priority, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED;
+            WHERE state = 'ready' AND hold IS NULL AND queue = p_queue
+            ORDER BY priority, fair_seq, id LIMIT 1 FOR UPDATE SKIP LOCKED;  -- the claim's own index
             IF NOT FOUND THEN RETURN 0; END IF;
             UPDATE queue.jobs SET state = 'running', attempts = attempts + 1, locked_by = 'floor',
                    locked_until = now() + interval '60 seconds', started_at = now()

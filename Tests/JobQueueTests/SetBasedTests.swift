@@ -80,3 +80,62 @@ struct SetBasedTests {
         }
     }
 }
+
+/// A set-based handler whose jobs with `"failFirst": true` fail transiently on their first
+/// attempt; the others record their run in `test_runs`, inside the set.
+struct KeyedSetHandler: JobHandler {
+    typealias Work = Void
+    let kind = "test.keyed"
+
+    func handle(_ decoded: DecodedJob<Void>, on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> JSONValue
+    {
+        try await handleBatch([decoded], on: connection, logger: logger)[0].get()
+    }
+
+    func handleBatch(_ decoded: [DecodedJob<Void>], on connection: isolated PostgresConnection, logger: Logger)
+        async throws -> [Result<JSONValue, any Error>]
+    {
+        var results: [Result<JSONValue, any Error>] = []
+        for item in decoded {
+            let job = item.job
+            if job.payload["failFirst"] == true, job.attempt == 1 {
+                results.append(.failure(Transient()))
+                continue
+            }
+            try connection.execute("INSERT INTO test_runs (job_id, worker) VALUES (\(job.id), 'keyed')")
+            results.append(.success(["attempt": .number(JSONNumber(job.attempt))]))
+        }
+        return results
+    }
+}
+
+@Suite("Set-based handlers and ordering keys")
+struct SetOrderingTests {
+    @Test("a later job of a key whose earlier job will be retried leaves nothing of its run in the set")
+    func retryAheadInSet() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await connection.run { c in
+                _ = try JobProducer.enqueueMany(
+                    [
+                        NewJob(queue: "test", kind: "test.keyed", payload: ["failFirst": true], orderingKey: "person-1"),
+                        NewJob(queue: "test", kind: "test.keyed", payload: [:], orderingKey: "person-1"),
+                    ], on: c)
+            }
+            try await QueueTest.runWorker(
+                QueueTest.configuration(concurrency: 1, batchSize: 8, drain: false), database: database,
+                handlers: [KeyedSetHandler()],
+                until: "SELECT count(*) = 2 FROM queue.jobs WHERE state = 'succeeded'")
+            let jobs = try await QueueTest.jobs(connection)
+            #expect(jobs.map(\.attempts) == [2, 1])
+            // The second job ran once, after the first succeeded: its run in the first batch's
+            // set was rolled back with the set.
+            let runs = try await connection.run { c in
+                try c.query("SELECT job_id FROM test_runs ORDER BY id").map { row throws(PostgresError) in
+                    try row.decode(Int64.self, "job_id")
+                }
+            }
+            #expect(runs == [jobs[0].id, jobs[1].id])
+        }
+    }
+}
