@@ -12,6 +12,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // The HTTP front (`serve`): Hummingbird 2 without its optional traits, HMAC from
+        // swift-crypto, metrics through swift-metrics with the Prometheus backend.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libpq, the PostgreSQL C client library, from the Debian package libpq-dev.
@@ -49,6 +56,20 @@ let package = Package(
             name: "ContactDomain",
             dependencies: ["Postgres", "JSON", "TextForms", "JobQueue", .product(name: "Logging", package: "swift-log")]
         ),
+        // The HTTP front: the public API's endpoint, job status, the WhatsApp Cloud API webhook,
+        // health, metrics and the OpenAPI document, on top of the queue.
+        .target(
+            name: "HTTPFront",
+            dependencies: [
+                "Postgres", "JSON", "TextForms", "JobQueue", "ContactDomain",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // What the programs share on the command line: the global and worker options, one-line
         // errors with their exit status, log formats.
         .target(
@@ -63,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "UpsertWorker",
             dependencies: [
-                "Postgres", "JSON", "TextForms", "Migrations", "JobQueue", "ContactDomain", "CommandLineSupport",
+                "Postgres", "JSON", "TextForms", "Migrations", "JobQueue", "ContactDomain", "CommandLineSupport", "HTTPFront",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -101,6 +122,14 @@ let package = Package(
             dependencies: [
                 "JobQueue", "Postgres", "JSON", "TestSupport", "Migrations", .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "HTTPFrontTests",
+            dependencies: [
+                "HTTPFront", "ContactDomain", "JobQueue", "Postgres", "JSON", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            exclude: ["whatsapp"]
         ),
         .testTarget(
             name: "ContactDomainTests",

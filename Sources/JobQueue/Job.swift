@@ -16,6 +16,9 @@ public enum JobState: String, Sendable, CaseIterable, PostgresEncodable, Postgre
 
     public var postgresText: String? { rawValue }
 
+    /// True for `succeeded`, `failed` and `cancelled`.
+    public var isFinal: Bool { self == .succeeded || self == .failed || self == .cancelled }
+
     public static func decode(postgresText: String) throws(PostgresError) -> JobState {
         guard let state = JobState(rawValue: postgresText) else {
             throw PostgresError(code: .decoding, message: "not a job state: \(postgresText)")
@@ -114,6 +117,9 @@ public struct NewJob: Sendable {
     /// The group the job takes turns with others in (an organization); nil: the client, or
     /// what the table's triggers derive.
     public var fairnessKey: String?
+    /// Announce the job's end on the channel `queue_jobs_finished` (for a producer that waits
+    /// for the result, as `serve` does). Default: false.
+    public var notifyFinished = false
 
     public init(
         queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, idempotencyKey: String? = nil,

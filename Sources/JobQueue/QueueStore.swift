@@ -169,7 +169,7 @@ public enum QueueStore {
                                   unnest(\(delays)::bigint[]))
                        AS r(id, state, result, error, delay)) u
             WHERE j.id = u.id AND j.locked_by = \(worker) AND j.state = 'running'
-            RETURNING j.id, j.ordering_key, j.state
+            RETURNING j.id, j.ordering_key, j.state, j.notify_finished
             ), released AS (
                 UPDATE queue.jobs n SET hold = NULL
                 FROM (SELECT DISTINCT ordering_key FROM done
@@ -183,7 +183,11 @@ public enum QueueStore {
                                     AND NOT e.id IN (SELECT d.id FROM done d WHERE d.state IN ('succeeded', 'failed')))
                 RETURNING n.id
             )
-            SELECT id FROM done
+            -- Jobs someone waits for (notify_finished) are announced on queue_jobs_finished.
+            SELECT d.id FROM done d
+            CROSS JOIN (SELECT CASE WHEN count(*) > 0
+                                    THEN pg_notify('queue_jobs_finished', string_agg(id::text, ',')) END AS sent
+                        FROM done WHERE notify_finished AND state IN ('succeeded', 'failed')) n
             """)
         var updated = Set<Int64>()
         for row in rows { updated.insert(try row.decode(Int64.self, "id")) }

@@ -1,0 +1,172 @@
+import ContactDomain
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JSON
+import JobQueue
+import Metrics
+import Postgres
+
+extension HTTPField.Name {
+    // Valid header tokens, fixed in the source: the initializer cannot fail for them.
+    static let apiKey = HTTPField.Name("x-api-key")!
+    static let prefer = HTTPField.Name("Prefer")!
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    static let hubSignature = HTTPField.Name("X-Hub-Signature-256")!
+}
+
+extension APIFront {
+    /// Runs a route, turning an unexpected error into `500 internal`, and records
+    /// `upsert_http_requests_total{route,status}` and `upsert_http_request_duration_seconds{route}`.
+    func measured(_ route: String, _ body: () async throws -> Response) async -> Response {
+        let started = ContinuousClock.now
+        let response: Response
+        do {
+            response = try await body()
+        } catch {
+            logger.warning("request failed", metadata: ["route": "\(route)", "error": "\(error)"])
+            response = Self.error(500, "internal", "the request could not be completed; retry it")
+        }
+        Counter(
+            label: "upsert_http_requests_total",
+            dimensions: [("route", route), ("status", String(response.status.code))]
+        ).increment()
+        let elapsed = ContinuousClock.now - started
+        Metrics.Timer(label: "upsert_http_request_duration_seconds", dimensions: [("route", route)])
+            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        return response
+    }
+
+    /// The organization of an API key, through the cache.
+    func client(for key: String) async throws -> UUID? {
+        try await keys.client(for: key) { key in
+            try await pool.withConnection { connection in
+                try connection.query("SELECT crm.api_key_client(\(key)) AS client")[0].decode(UUID?.self, "client")
+            }
+        }
+    }
+
+    func state(of id: Int64) async throws -> JobState? {
+        try await pool.withConnection { connection in
+            try connection.query("SELECT state FROM queue.jobs WHERE id = \(id)").first?.decode(JobState.self, "state")
+        }
+    }
+
+    /// 200 with the stored result, byte for byte, or the stored error with its status; nil
+    /// while the job is not finished.
+    func outcome(of id: Int64) async throws -> Response? {
+        let row = try await pool.withConnection { connection in
+            try connection.query(
+                """
+                SELECT state, result::text AS result, last_error::text AS error, (last_error ->> 'status')::int AS status
+                FROM queue.jobs WHERE id = \(id)
+                """
+            ).first.map { row throws(PostgresError) in
+                (
+                    state: try row.decode(JobState.self, "state"), result: try row.decode(String?.self, "result"),
+                    error: try row.decode(String?.self, "error"), status: try row.decode(Int?.self, "status")
+                )
+            }
+        }
+        guard let row else { return nil }
+        switch row.state {
+        case .succeeded: return Self.json(text: row.result ?? "null")
+        case .failed, .cancelled:
+            let status = HTTPResponse.Status(code: row.status ?? 500)
+            return Self.json(text: row.error ?? #"{"status": 500, "code": "cancelled", "message": "cancelled", "details": {}}"#, status: status)
+        case .ready, .running: return nil
+        }
+    }
+
+    /// 202 with where to look.
+    func accepted(_ id: Int64) async throws -> Response {
+        let state = try await state(of: id) ?? .ready
+        let location = "/api/public/jobs/\(id)"
+        var response = Self.json(
+            ["job_id": .number(JSONNumber(Int(id))), "state": .string(state.rawValue), "status_url": .string(location)],
+            status: .accepted)
+        response.headers[.location] = location
+        return response
+    }
+
+    // MARK: Reading requests
+
+    /// The body, at most ``maximumBody`` bytes (413 beyond, reading no further).
+    static func readBody(_ request: Request) async -> Result<[UInt8], ResponseError> {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maximumBody {
+            return .failure(ResponseError(tooLarge()))
+        }
+        var bytes: [UInt8] = []
+        do {
+            for try await chunk in request.body {
+                guard bytes.count + chunk.readableBytes <= maximumBody else { return .failure(ResponseError(tooLarge())) }
+                bytes += chunk.readableBytesView
+            }
+        } catch {
+            return .failure(ResponseError(Self.error(400, "invalid_payload", "the body could not be read")))
+        }
+        return .success(bytes)
+    }
+
+    /// A JSON body: `application/json` (415 otherwise), at most ``maximumBody`` bytes (413),
+    /// parsed by the bounded parser the worker uses (400 `invalid_payload`).
+    static func readJSON(_ request: Request) async -> Result<JSONValue, ResponseError> {
+        let type = request.headers[.contentType]?.lowercased() ?? ""
+        guard type.hasPrefix("application/json") else {
+            return .failure(ResponseError(Self.error(415, "unsupported_media_type", "the body must be application/json")))
+        }
+        switch await readBody(request) {
+        case .failure(let error): return .failure(error)
+        case .success(let bytes):
+            do {
+                return .success(try JSONValue.parse(bytes))
+            } catch {
+                return .failure(ResponseError(Self.error(400, "invalid_payload", "the body is not valid JSON: \(error)")))
+            }
+        }
+    }
+
+    static func tooLarge() -> Response {
+        error(413, "payload_too_large", "the body is larger than 256 KiB")
+    }
+
+    // MARK: Writing responses
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        json(text: value.jsonText, status: status)
+    }
+
+    static func json(text: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func text(_ text: String) -> Response {
+        Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// The error object of docs/contract.md section 6.
+    static func error(_ status: Int, _ code: String, _ message: String) -> Response {
+        json(
+            ["status": .number(JSONNumber(status)), "code": .string(code), "message": .string(message), "details": [:]],
+            status: HTTPResponse.Status(code: status))
+    }
+
+    static func failure(_ failure: JobFailure) -> Response {
+        json(failure.errorObject, status: HTTPResponse.Status(code: failure.status))
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in x.indices { difference |= x[index] ^ y[index] }
+        return difference == 0
+    }
+}
+
+/// A response that ends a request early (an error answer), carried through a `Result`.
+struct ResponseError: Error {
+    let response: Response
+    init(_ response: Response) { self.response = response }
+}

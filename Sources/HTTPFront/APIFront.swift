@@ -1,0 +1,214 @@
+import ContactDomain
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JSON
+import JobQueue
+import Logging
+import Metrics
+import Postgres
+import Prometheus
+
+/// How `serve` runs; every field has a default.
+public struct FrontConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// How long a request waits for its job before answering 202.
+    public var wait: Duration = .seconds(10)
+    /// The queue the front's jobs go to.
+    public var queue = "contacts"
+    /// `WHATSAPP_VERIFY_TOKEN`: the verification handshake's token; nil refuses it.
+    public var whatsAppVerifyToken: String?
+    /// `WHATSAPP_APP_SECRET`: the key of the webhook's signatures; nil refuses every notification.
+    public var whatsAppAppSecret: String?
+    /// How long the first of concurrent requests waits for others to share its INSERT.
+    public var batchWindow: Duration = .milliseconds(1)
+    /// Database connections for inserts and reads.
+    public var connections = 8
+    /// How long a connection may stay idle, or a request body take to arrive.
+    public var idleTimeout: Duration = .seconds(30)
+
+    public init() {}
+}
+
+/// The HTTP front (docs/contract.md section 8): the public API's endpoint, job status, the
+/// WhatsApp Cloud API webhook, health, metrics and the OpenAPI document, on top of the queue.
+/// Every accepted request is a job, worked by `upsert-worker run` processes as usual.
+public struct APIFront: Sendable {
+    /// The largest request body read.
+    public static let maximumBody = 256 * 1024
+
+    let configuration: FrontConfiguration
+    let pool: PostgresConnectionPool
+    let batcher: EnqueueBatcher
+    let waiter: JobWaiter
+    let keys = APIKeyCache()
+    let registry: PrometheusCollectorRegistry
+    let logger: Logger
+
+    public init(
+        configuration: FrontConfiguration, database: PostgresConfiguration, registry: PrometheusCollectorRegistry,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.pool = PostgresConnectionPool(
+            configuration: database, size: configuration.connections, acquireTimeout: .seconds(10), logger: logger)
+        self.batcher = EnqueueBatcher(pool: pool, window: configuration.batchWindow)
+        self.waiter = JobWaiter(configuration: database, logger: logger)
+        self.registry = registry
+        self.logger = logger
+    }
+
+    /// The application: the routes, the listener for finished jobs as a service beside them.
+    public func application() -> some ApplicationProtocol {
+        let router = Router()
+        router.post("/api/public/customer/upsert/info") { request, _ in
+            await self.measured("upsert") { try await self.upsert(request) }
+        }
+        router.get("/api/public/jobs/{id}") { request, context in
+            await self.measured("job") { try await self.job(request, id: context.parameters.get("id")) }
+        }
+        router.get("/webhooks/whatsapp") { request, _ in
+            await self.measured("whatsapp_verify") { self.verifyWhatsApp(request) }
+        }
+        router.post("/webhooks/whatsapp") { request, _ in
+            await self.measured("whatsapp") { try await self.whatsApp(request) }
+        }
+        router.get("/healthz") { _, _ in await self.measured("healthz") { Self.text("ok\n") } }
+        router.get("/readyz") { _, _ in await self.measured("readyz") { await self.ready() } }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: self.registry.emitToBuffer())))
+        }
+        router.get("/openapi.json") { _, _ in
+            await self.measured("openapi") { Self.json(text: OpenAPIDocument.json) }
+        }
+        return Application(
+            router: router,
+            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.idleTimeout.components.seconds)))),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+            services: [waiter],
+            logger: logger)
+    }
+
+    /// Closes the database connections (after the application stopped).
+    public func close() async {
+        await pool.close()
+    }
+
+    // MARK: Routes
+
+    func upsert(_ request: Request) async throws -> Response {
+        guard let key = request.headers[.apiKey], !key.isEmpty,
+            let client = try await client(for: key)
+        else { return Self.error(401, "unauthorized", "a valid x-api-key header is required") }
+        let payload: JSONValue
+        switch await Self.readJSON(request) {
+        case .failure(let error): return error.response
+        case .success(let value): payload = value
+        }
+        // The rules that need no database, exactly as the worker applies them.
+        let draft = ContactRequest.check(payload)
+        if !draft.errors.isEmpty { return Self.failure(draft.errors.jobFailure) }
+        let respondAsync = request.headers[.prefer]?.lowercased().contains("respond-async") == true
+        var job = NewJob.withDefaultOrderingKey(
+            queue: configuration.queue, kind: "contact.upsert", payload: payload, clientID: client)
+        job.idempotencyKey = request.headers[.idempotencyKey]
+        job.notifyFinished = !respondAsync
+        guard let id = try await batcher.enqueue([job]).first else {
+            return Self.error(500, "internal", "the job was not enqueued")
+        }
+        if respondAsync { return try await accepted(id) }
+        let finished = try await waiter.wait(for: id, timeout: configuration.wait) {
+            try await self.state(of: id)?.isFinal == true
+        }
+        guard finished, let outcome = try await outcome(of: id) else { return try await accepted(id) }
+        return outcome
+    }
+
+    func job(_ request: Request, id: String?) async throws -> Response {
+        guard let key = request.headers[.apiKey], !key.isEmpty,
+            let client = try await client(for: key)
+        else { return Self.error(401, "unauthorized", "a valid x-api-key header is required") }
+        guard let id = id.flatMap(Int64.init), id > 0 else { return Self.error(404, "not_found", "no such job") }
+        let row = try await pool.withConnection { connection in
+            try connection.query(
+                """
+                SELECT id, state, attempts, result::text AS result, last_error::text AS error
+                FROM queue.jobs WHERE id = \(id) AND client_id = \(client)
+                """
+            ).first.map { row throws(PostgresError) in
+                (
+                    state: try row.decode(String.self, "state"), attempts: try row.decode(Int.self, "attempts"),
+                    result: try row.decode(String?.self, "result"), error: try row.decode(String?.self, "error")
+                )
+            }
+        }
+        guard let row else { return Self.error(404, "not_found", "no such job for this organization") }
+        let result = row.result.flatMap { try? JSONValue.parse($0) } ?? .null
+        let error = row.error.flatMap { try? JSONValue.parse($0) } ?? .null
+        return Self.json(
+            ["id": .number(JSONNumber(Int(id))), "state": .string(row.state), "attempts": .number(JSONNumber(row.attempts)),
+             "result": result, "error": error])
+    }
+
+    func verifyWhatsApp(_ request: Request) -> Response {
+        let query = request.uri.queryParameters
+        guard let expected = configuration.whatsAppVerifyToken, query["hub.mode"] == "subscribe",
+            let token = query["hub.verify_token"], Self.constantTimeEqual(String(token), expected),
+            let challenge = query["hub.challenge"]
+        else { return Self.error(403, "forbidden", "verification refused") }
+        return Self.text(String(challenge))
+    }
+
+    func whatsApp(_ request: Request) async throws -> Response {
+        let body: [UInt8]
+        switch await Self.readBody(request) {
+        case .failure(let error): return error.response
+        case .success(let bytes): body = bytes
+        }
+        guard let secret = configuration.whatsAppAppSecret,
+            WhatsAppWebhook.isSigned(body, header: request.headers[.hubSignature], secret: secret)
+        else { return Self.error(401, "unauthorized", "missing or invalid X-Hub-Signature-256") }
+        let notification: JSONValue
+        do {
+            notification = try JSONValue.parse(body)
+        } catch {
+            return Self.error(400, "invalid_payload", "the body is not valid JSON: \(error)")
+        }
+        let jobs = WhatsAppWebhook.payloads(notification).map {
+            NewJob.withDefaultOrderingKey(queue: configuration.queue, kind: "contact.upsert", payload: $0)
+        }
+        let ids = try await batcher.enqueue(jobs)
+        return Self.json(["jobs": .number(JSONNumber(ids.count))])
+    }
+
+    func ready() async -> Response {
+        do {
+            let migrated = try await pool.withConnection { connection in
+                try connection.query("SELECT coalesce(max(version), 0) AS v FROM queue.schema_migrations")[0]
+                    .decode(Int.self, "v")
+            }
+            guard migrated >= 10 else { return Self.error(503, "not_ready", "the schema is not migrated") }
+            return Self.text("ready\n")
+        } catch {
+            return Self.error(503, "not_ready", "the database does not answer")
+        }
+    }
+}
+
+extension APIFront {
+    /// Makes swift-metrics report to a Prometheus registry (once per process) and returns it.
+    public static func bootstrapMetrics() -> PrometheusCollectorRegistry {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+            .seconds(2.5), .seconds(5), .seconds(10),
+        ]
+        MetricsSystem.bootstrap(factory)
+        return registry
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import CommandLineSupport
+import Foundation
+import HTTPFront
+import Logging
+import Postgres
+import ServiceLifecycle
+import UnixSignals
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serves the public API and the WhatsApp webhook over HTTP; every accepted request is a job.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "The address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "The port to listen on.")
+    var port = 8080
+
+    @Option(help: "Seconds a request waits for its job before answering 202.")
+    var wait: Double = 10
+
+    @Option(help: "The queue the jobs go to.")
+    var queue = "contacts"
+
+    @Option(help: "Database connections for inserts and reads.")
+    var connections = 8
+
+    @Option(name: .customLong("batch-window"), help: "Milliseconds the first of concurrent requests waits for others to share its INSERT.")
+    var batchWindow: Double = 1
+
+    func validate() throws {
+        guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
+        guard wait >= 0, wait.isFinite else { throw ValidationError("--wait must be >= 0") }
+        guard (1...256).contains(connections) else { throw ValidationError("--connections must be 1 to 256") }
+        guard batchWindow >= 0, batchWindow <= 1000 else { throw ValidationError("--batch-window must be 0 to 1000") }
+    }
+
+    func run() async throws {
+        let database = try global.prepare()
+        let logger = Logger(label: "upsert-worker.serve")
+        var configuration = FrontConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.wait = .seconds(wait)
+        configuration.queue = queue
+        configuration.connections = connections
+        configuration.batchWindow = .microseconds(Int64(batchWindow * 1000))
+        let environment = ProcessInfo.processInfo.environment
+        configuration.whatsAppVerifyToken = environment["WHATSAPP_VERIFY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.whatsAppAppSecret = environment["WHATSAPP_APP_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        let front = APIFront(
+            configuration: configuration, database: database, registry: APIFront.bootstrapMetrics(), logger: logger)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: front.application(), successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        await front.close()
+    }
+}
