@@ -33,7 +33,7 @@ struct FrontFixture: Sendable {
         wait: Double = 5, worker: Bool = true, _ body: @Sendable (FrontFixture, ChildProcess) async throws -> Void
     ) async throws {
         try await TestDatabase.withScratchConnection { database, connection in
-            let port = Int.random(in: 20_000...40_000)
+            let port = try freePort()
             let fixture = FrontFixture(port: port, database: database, connection: connection)
             try await connection.run { c in
                 for org in [fixture.orgA, fixture.orgB] {
@@ -51,10 +51,10 @@ struct FrontFixture: Sendable {
                 ["serve", "--port", String(port), "--wait", String(wait), "--database-url", database.connectionString,
                  "--log-level", "warning"],
                 environment: ["WHATSAPP_APP_SECRET": appSecret, "WHATSAPP_VERIFY_TOKEN": verifyToken])
-            let up = try await eventually(timeout: .seconds(20)) {
-                (try? await fixture.request("GET", "/healthz").status) == 200
+            let up = try await eventually(timeout: .seconds(60)) {
+                (try? await fixture.request("GET", "/healthz", timeout: 2).status) == 200
             }
-            try #require(up, "serve did not start: \(server.outputText.suffix(2000))")
+            try #require(up, "serve did not start (running: \(server.isRunning)): \(server.outputText.suffix(2000))")
             var jobWorker: JobWorker?
             var running: Task<Void, any Error>?
             if worker {
@@ -90,12 +90,12 @@ struct FrontFixture: Sendable {
 
     /// One HTTP request to the server.
     func request(
-        _ method: String, _ path: String, headers: [String: String] = [:], body: Data? = nil
+        _ method: String, _ path: String, headers: [String: String] = [:], body: Data? = nil, timeout: Double = 30
     ) async throws -> Answer {
         guard let url = URL(string: "http://127.0.0.1:\(port)\(path)") else { throw URLError(.badURL) }
         var request = URLRequest(url: url)
         request.httpMethod = method
-        request.timeoutInterval = 30
+        request.timeoutInterval = timeout
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpBody = body
         let (data, response) = try await URLSession.shared.data(for: request)
@@ -142,4 +142,23 @@ extension JSONValue {
         if case .number(let number) = self { return number.intValue }
         return nil
     }
+}
+
+/// A TCP port nobody listens on now: the kernel's choice for a socket bound to port 0.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EMFILE) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+            bind(fd, raw, length) == 0 && getsockname(fd, raw, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
