@@ -121,10 +121,10 @@ public struct APIFront: Sendable {
         }
         if respondAsync { return try await accepted(id) }
         let finished = try await waiter.wait(for: id, timeout: configuration.wait) {
-            try await self.state(of: id)?.isFinal == true
+            try await self.outcome(of: id)
         }
-        guard finished, let outcome = try await outcome(of: id) else { return try await accepted(id) }
-        return outcome
+        if let finished { return finished }
+        return try await accepted(id)
     }
 
     func job(_ request: Request, id: String?) async throws -> Response {

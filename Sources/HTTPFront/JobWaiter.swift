@@ -27,17 +27,17 @@ public final class JobWaiter: Service, Sendable {
         self.logger = logger
     }
 
-    /// Waits until job `id` is announced finished, or `timeout` passes. `isFinished` reads the
-    /// job's state; it is asked once after registering (the job may have finished before) and
-    /// once at the end. Returns whether the job finished.
-    public func wait(for id: Int64, timeout: Duration, isFinished: @Sendable () async throws -> Bool) async throws
-        -> Bool
-    {
+    /// Waits until job `id` is announced finished, or `timeout` passes, and returns what
+    /// `outcome` makes of the job then (nil: not finished). `outcome` is also asked once right
+    /// after registering: the job may have finished before.
+    public func wait<Outcome: Sendable>(
+        for id: Int64, timeout: Duration, outcome: @Sendable () async throws -> Outcome?
+    ) async throws -> Outcome? {
         let token = tokens.add(1, ordering: .relaxed).newValue
         entries.withLock { $0[id, default: [:]][token] = .pending }
-        if try await isFinished() {
+        if let early = try await outcome() {
             remove(id, token)
-            return true
+            return early
         }
         let timer = Task {
             try? await Task.sleep(for: timeout)
@@ -53,7 +53,7 @@ public final class JobWaiter: Service, Sendable {
         }
         timer.cancel()
         remove(id, token)
-        return try await isFinished()
+        return try await outcome()
     }
 
     private func remove(_ id: Int64, _ token: Int) {
