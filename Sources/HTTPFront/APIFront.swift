@@ -22,7 +22,7 @@ public struct FrontConfiguration: Sendable {
     /// `WHATSAPP_APP_SECRET`: the key of the webhook's signatures; nil refuses every notification.
     public var whatsAppAppSecret: String?
     /// How long the first of concurrent requests waits for others to share its INSERT.
-    public var batchWindow: Duration = .milliseconds(1)
+    public var batchWindow: Duration = .milliseconds(3)
     /// Database connections for inserts and reads.
     public var connections = 8
     /// How long a connection may stay idle, or a request body take to arrive.

@@ -30,7 +30,7 @@ struct ServeCommand: AsyncParsableCommand {
     var connections = 8
 
     @Option(name: .customLong("batch-window"), help: "Milliseconds the first of concurrent requests waits for others to share its INSERT.")
-    var batchWindow: Double = 1
+    var batchWindow: Double = 3
 
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
