@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "HTTPFront",
             dependencies: [
-                "Postgres", "JSON", "TextForms", "JobQueue", "ContactDomain",
+                "Postgres", "JSON", "TextForms", "JobQueue", "ContactDomain", "Migrations",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),

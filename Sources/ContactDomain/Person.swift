@@ -25,10 +25,12 @@ public struct Person: Sendable, Hashable {
     /// run in the order they were enqueued. The database's `crm.contact_ordering_key` computes
     /// the same for producers that leave the key to the insert trigger.
     public var orderingKey: String {
+        let contactRef: String
         switch contact {
-        case .phone(let matchKey): platform.rawValue + ":" + channel + ":" + matchKey
-        case .user(let user): platform.rawValue + ":" + channel + ":" + user
+        case .phone(let matchKey): contactRef = matchKey
+        case .user(let user): contactRef = user
         }
+        return platform.rawValue + ":" + channel + ":" + contactRef
     }
 
     /// The key of everything that must not run concurrently for this person in `organization`:

@@ -37,6 +37,16 @@ extension APIFront {
         return response
     }
 
+    /// The organization of the request's `x-api-key`; nil when it is missing, unknown or revoked.
+    func client(of request: Request) async throws -> UUID? {
+        guard let key = request.headers[.apiKey], !key.isEmpty else { return nil }
+        return try await client(for: key)
+    }
+
+    static func unauthorized() -> Response {
+        error(401, "unauthorized", "a valid x-api-key header is required")
+    }
+
     /// The organization of an API key, through the cache.
     func client(for key: String) async throws -> UUID? {
         try await keys.client(for: key) { key in

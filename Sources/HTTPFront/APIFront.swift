@@ -5,6 +5,7 @@ import Hummingbird
 import JSON
 import JobQueue
 import Logging
+import Migrations
 import Metrics
 import Postgres
 import Prometheus
@@ -100,9 +101,7 @@ public struct APIFront: Sendable {
     // MARK: Routes
 
     func upsert(_ request: Request) async throws -> Response {
-        guard let key = request.headers[.apiKey], !key.isEmpty,
-            let client = try await client(for: key)
-        else { return Self.error(401, "unauthorized", "a valid x-api-key header is required") }
+        guard let client = try await client(of: request) else { return Self.unauthorized() }
         let payload: JSONValue
         switch await Self.readJSON(request) {
         case .failure(let error): return error.response
@@ -128,9 +127,7 @@ public struct APIFront: Sendable {
     }
 
     func job(_ request: Request, id: String?) async throws -> Response {
-        guard let key = request.headers[.apiKey], !key.isEmpty,
-            let client = try await client(for: key)
-        else { return Self.error(401, "unauthorized", "a valid x-api-key header is required") }
+        guard let client = try await client(of: request) else { return Self.unauthorized() }
         guard let id = id.flatMap(Int64.init), id > 0 else { return Self.error(404, "not_found", "no such job") }
         let row = try await pool.withConnection { connection in
             try connection.query(
@@ -190,7 +187,9 @@ public struct APIFront: Sendable {
                 try connection.query("SELECT coalesce(max(version), 0) AS v FROM queue.schema_migrations")[0]
                     .decode(Int.self, "v")
             }
-            guard migrated >= 10 else { return Self.error(503, "not_ready", "the schema is not migrated") }
+            guard migrated >= Schema.latestVersion else {
+                return Self.error(503, "not_ready", "the schema is not migrated")
+            }
             return Self.text("ready\n")
         } catch {
             return Self.error(503, "not_ready", "the database does not answer")

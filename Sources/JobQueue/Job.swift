@@ -16,9 +16,6 @@ public enum JobState: String, Sendable, CaseIterable, PostgresEncodable, Postgre
 
     public var postgresText: String? { rawValue }
 
-    /// True for `succeeded`, `failed` and `cancelled`.
-    public var isFinal: Bool { self == .succeeded || self == .failed || self == .cancelled }
-
     public static func decode(postgresText: String) throws(PostgresError) -> JobState {
         guard let state = JobState(rawValue: postgresText) else {
             throw PostgresError(code: .decoding, message: "not a job state: \(postgresText)")

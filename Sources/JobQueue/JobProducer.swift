@@ -36,6 +36,81 @@ public enum JobProducer {
         }
     }
 
+    /// Enqueues many jobs with one statement and returns each job's id, in order: for a job
+    /// whose idempotency key is already used in its queue (or earlier in `jobs`), the id of the
+    /// job that holds it. The ids are taken from the table's sequence inside the statement, so
+    /// each row maps back to its job; the role needs `USAGE` on `queue.jobs_id_seq` (the
+    /// `upsert_api` role has it). Idle workers are woken once, however many rows.
+    public static func enqueueReturningIDs(_ jobs: [NewJob], on connection: isolated PostgresConnection)
+        throws(PostgresError) -> [Int64]
+    {
+        // One row per distinct (queue, idempotency key); later jobs of a key share its id.
+        var firstOfKey: [String: Int] = [:]
+        var sameAs = Array(jobs.indices)
+        var unique: [Int] = []
+        for (index, job) in jobs.enumerated() {
+            if let key = job.idempotencyKey {
+                if let first = firstOfKey[job.queue + "\u{0}" + key] {
+                    sameAs[index] = first
+                    continue
+                }
+                firstOfKey[job.queue + "\u{0}" + key] = index
+            }
+            unique.append(index)
+        }
+        var ids = [Int64?](repeating: nil, count: jobs.count)
+        // A key's holder can vanish between the conflict and the lookup (an operator purged
+        // it): those rows are inserted again, and then win.
+        var pending = unique
+        while !pending.isEmpty {
+            let found = try insertReturningIDs(pending.map { jobs[$0] }, on: connection)
+            var missing: [Int] = []
+            for (index, id) in zip(pending, found) {
+                if let id { ids[index] = id } else { missing.append(index) }
+            }
+            pending = missing
+        }
+        // The loop above set the id of every index in `unique`, which `sameAs` points into.
+        return jobs.indices.map { ids[sameAs[$0]] ?? 0 }
+    }
+
+    /// One INSERT for `rows` (no idempotency key twice); nil where a key's holder was not found.
+    private static func insertReturningIDs(_ rows: [NewJob], on connection: isolated PostgresConnection)
+        throws(PostgresError) -> [Int64?]
+    {
+        try connection.query(
+            """
+            WITH input AS (
+                SELECT nextval('queue.jobs_id_seq') AS id, i.*
+                FROM unnest(\(rows.map(\.queue))::text[], \(rows.map(\.kind))::text[],
+                            \(rows.map(\.clientID))::uuid[], \(rows.map(\.idempotencyKey))::text[],
+                            \(rows.map(\.orderingKey))::text[], \(rows.map { Int($0.priority) })::int[],
+                            \(rows.map(\.maxAttempts))::int[], \(rows.map(\.notifyFinished))::bool[],
+                            \(rows.map { $0.fairnessKey ?? "" })::text[])
+                     WITH ORDINALITY AS i(queue, kind, client_id, idempotency_key, ordering_key, priority, max_attempts,
+                                          notify_finished, fairness_key, ord)
+            ), payloads AS (
+                SELECT p.payload, p.ord FROM jsonb_array_elements(\(JSONValue.array(rows.map(\.payload)))::jsonb)
+                                        WITH ORDINALITY AS p(payload, ord)
+            ), ins AS (
+                INSERT INTO queue.jobs (id, queue, kind, payload, client_id, idempotency_key, ordering_key, priority,
+                                        max_attempts, notify_finished, fairness_key)
+                OVERRIDING SYSTEM VALUE
+                SELECT i.id, i.queue, i.kind, p.payload, i.client_id, i.idempotency_key, i.ordering_key, i.priority,
+                       i.max_attempts, i.notify_finished, i.fairness_key
+                FROM input i JOIN payloads p USING (ord)
+                ORDER BY i.ord
+                ON CONFLICT DO NOTHING
+                RETURNING id
+            )
+            SELECT coalesce(ins.id, (SELECT j.id FROM queue.jobs j
+                                     WHERE j.queue = i.queue AND j.idempotency_key = i.idempotency_key)) AS id
+            FROM input i LEFT JOIN ins ON ins.id = i.id
+            ORDER BY i.ord
+            """
+        ).map { row throws(PostgresError) in try row.decode(Int64?.self, "id") }
+    }
+
     /// Enqueues many jobs with `COPY` and returns how many were inserted.
     ///
     /// Jobs with a fairness key are placed here, in input order after their group's tail

@@ -19,6 +19,9 @@ public struct Migration: Sendable, Hashable {
 
 /// The project's schema: the `queue` and `crm` schemas of docs/contract.md, as numbered migrations.
 public enum Schema {
+    /// The version of the newest migration this binary carries.
+    public static var latestVersion: Int { migrations.map(\.version).max() ?? 0 }
+
     /// The key of the transaction-scoped advisory lock that serializes concurrent migrators.
     static let lockKey: Int64 = 0x5570_7365_7274  // "Upsert"
 

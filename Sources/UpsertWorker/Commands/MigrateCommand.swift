@@ -20,7 +20,7 @@ struct MigrateCommand: AsyncParsableCommand {
         let applied = try await withDatabase(database) { connection in
             try await Schema.migrate(connection, logger: Logger(label: "migrate")).count
         }
-        let latest = Schema.migrations.map(\.version).max() ?? 0
+        let latest = Schema.latestVersion
         print("migrate: applied \(applied) migration(s); schema at version \(latest)")
     }
 }
