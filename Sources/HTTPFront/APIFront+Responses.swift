@@ -63,34 +63,22 @@ extension APIFront {
     }
 
     /// 200 with the stored result, byte for byte, or the stored error with its status; nil
-    /// while the job is not finished.
+    /// while the job is not finished. Concurrent requests share one read.
     func outcome(of id: Int64) async throws -> Response? {
-        let row = try await pool.withConnection { connection in
-            try connection.query(
-                """
-                SELECT state, result::text AS result, last_error::text AS error, (last_error ->> 'status')::int AS status
-                FROM queue.jobs WHERE id = \(id)
-                """
-            ).first.map { row throws(PostgresError) in
-                (
-                    state: try row.decode(JobState.self, "state"), result: try row.decode(String?.self, "result"),
-                    error: try row.decode(String?.self, "error"), status: try row.decode(Int?.self, "status")
-                )
-            }
-        }
-        guard let row else { return nil }
-        switch row.state {
-        case .succeeded: return Self.json(text: row.result ?? "null")
+        guard let stored = try await outcomes.run([id]).first, let stored else { return nil }
+        switch stored.state {
+        case .succeeded: return Self.json(text: stored.result ?? "null")
         case .failed, .cancelled:
-            let status = HTTPResponse.Status(code: row.status ?? 500)
-            return Self.json(text: row.error ?? #"{"status": 500, "code": "cancelled", "message": "cancelled", "details": {}}"#, status: status)
+            let status = HTTPResponse.Status(code: stored.status ?? 500)
+            return Self.json(
+                text: stored.error ?? #"{"status": 500, "code": "cancelled", "message": "cancelled", "details": {}}"#,
+                status: status)
         case .ready, .running: return nil
         }
     }
 
     /// 202 with where to look.
-    func accepted(_ id: Int64) async throws -> Response {
-        let state = try await state(of: id) ?? .ready
+    func accepted(_ id: Int64, state: JobState) -> Response {
         let location = "/api/public/jobs/\(id)"
         var response = Self.json(
             ["job_id": .number(JSONNumber(Int(id))), "state": .string(state.rawValue), "status_url": .string(location)],
@@ -179,4 +167,30 @@ extension APIFront {
 struct ResponseError: Error {
     let response: Response
     init(_ response: Response) { self.response = response }
+}
+
+/// What a finished job left: its state, and its result or error object as stored (text).
+struct StoredOutcome: Sendable {
+    let state: JobState
+    let result: String?
+    let error: String?
+    let status: Int?
+
+    /// The outcomes of `ids`, in order (nil for a job that is not there), with one query.
+    static func read(_ ids: [Int64], on connection: isolated PostgresConnection) throws(PostgresError)
+        -> [StoredOutcome?]
+    {
+        var found: [Int64: StoredOutcome] = [:]
+        for row in try connection.query(
+            """
+            SELECT id, state, result::text AS result, last_error::text AS error, (last_error ->> 'status')::int AS status
+            FROM queue.jobs WHERE id = ANY(\(ids)::bigint[])
+            """)
+        {
+            found[try row.decode(Int64.self, "id")] = StoredOutcome(
+                state: try row.decode(JobState.self, "state"), result: try row.decode(String?.self, "result"),
+                error: try row.decode(String?.self, "error"), status: try row.decode(Int?.self, "status"))
+        }
+        return ids.map { found[$0] }
+    }
 }

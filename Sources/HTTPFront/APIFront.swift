@@ -6,6 +6,8 @@ import JSON
 import JobQueue
 import Logging
 import Migrations
+import NIOCore
+import NIOPosix
 import Metrics
 import Postgres
 import Prometheus
@@ -22,8 +24,9 @@ public struct FrontConfiguration: Sendable {
     public var whatsAppVerifyToken: String?
     /// `WHATSAPP_APP_SECRET`: the key of the webhook's signatures; nil refuses every notification.
     public var whatsAppAppSecret: String?
-    /// How long the first of concurrent requests waits for others to share its INSERT.
-    public var batchWindow: Duration = .milliseconds(3)
+    /// How many multi-row inserts of requests' jobs run at a time (each on a connection of
+    /// its own); requests that arrive meanwhile share the next one.
+    public var inserters = 1
     /// Database connections for inserts and reads.
     public var connections = 8
     /// How long a connection may stay idle, or a request body take to arrive.
@@ -41,7 +44,10 @@ public struct APIFront: Sendable {
 
     let configuration: FrontConfiguration
     let pool: PostgresConnectionPool
-    let batcher: EnqueueBatcher
+    /// Requests' jobs, inserted together (see ``SharedStatement``).
+    let inserts: SharedStatement<NewJob, EnqueuedJob>
+    /// Finished jobs' outcomes, read together.
+    let outcomes: SharedStatement<Int64, StoredOutcome?>
     let waiter: JobWaiter
     let keys = APIKeyCache()
     let registry: PrometheusCollectorRegistry
@@ -54,7 +60,12 @@ public struct APIFront: Sendable {
         self.configuration = configuration
         self.pool = PostgresConnectionPool(
             configuration: database, size: configuration.connections, acquireTimeout: .seconds(10), logger: logger)
-        self.batcher = EnqueueBatcher(pool: pool, window: configuration.batchWindow)
+        self.inserts = SharedStatement(pool: pool, runners: configuration.inserters) { jobs, connection throws(PostgresError) in
+            try JobProducer.enqueueReturning(jobs, on: connection)
+        }
+        self.outcomes = SharedStatement(pool: pool, runners: 1) { ids, connection throws(PostgresError) in
+            try StoredOutcome.read(ids, on: connection)
+        }
         self.waiter = JobWaiter(configuration: database, logger: logger)
         self.registry = registry
         self.logger = logger
@@ -95,6 +106,8 @@ public struct APIFront: Sendable {
 
     /// Closes the database connections (after the application stopped).
     public func close() async {
+        inserts.close()
+        outcomes.close()
         await pool.close()
     }
 
@@ -115,15 +128,21 @@ public struct APIFront: Sendable {
             queue: configuration.queue, kind: "contact.upsert", payload: payload, clientID: client)
         job.idempotencyKey = request.headers[.idempotencyKey]
         job.notifyFinished = !respondAsync
-        guard let id = try await batcher.enqueue([job]).first else {
+        let ticket = waiter.ticket()
+        guard let enqueued = try await inserts.run([job]).first else {
             return Self.error(500, "internal", "the job was not enqueued")
         }
-        if respondAsync { return try await accepted(id) }
-        let finished = try await waiter.wait(for: id, timeout: configuration.wait) {
+        let id = enqueued.id
+        if respondAsync { return accepted(id, state: enqueued.state) }
+        // A repeated Idempotency-Key whose job finished long ago: answer from the table.
+        let alreadyFinished = enqueued.state != .ready && enqueued.state != .running
+        let finished = try await waiter.wait(
+            for: id, ticket: alreadyFinished ? .lookFirst : ticket, timeout: configuration.wait
+        ) {
             try await self.outcome(of: id)
         }
         if let finished { return finished }
-        return try await accepted(id)
+        return accepted(id, state: try await state(of: id) ?? .ready)
     }
 
     func job(_ request: Request, id: String?) async throws -> Response {
@@ -177,8 +196,8 @@ public struct APIFront: Sendable {
         let jobs = WhatsAppWebhook.payloads(notification).map {
             NewJob.withDefaultOrderingKey(queue: configuration.queue, kind: "contact.upsert", payload: $0)
         }
-        let ids = try await batcher.enqueue(jobs)
-        return Self.json(["jobs": .number(JSONNumber(ids.count))])
+        let enqueued = try await inserts.run(jobs)
+        return Self.json(["jobs": .number(JSONNumber(enqueued.count))])
     }
 
     func ready() async -> Response {
@@ -198,6 +217,14 @@ public struct APIFront: Sendable {
 }
 
 extension APIFront {
+    /// Makes NIO's event loops (Hummingbird's threads) Swift concurrency's global executor, so
+    /// that a request's handler runs on the thread that owns its socket. Call it once, on the
+    /// main thread, before any task runs; returns false where NIO cannot (then nothing changed).
+    @discardableResult
+    public static func runTasksOnEventLoops() -> Bool {
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    }
+
     /// Makes swift-metrics report to a Prometheus registry (once per process) and returns it.
     public static func bootstrapMetrics() -> PrometheusCollectorRegistry {
         let registry = PrometheusCollectorRegistry()

@@ -135,3 +135,15 @@ public struct NewJob: Sendable {
         self.fairnessKey = fairnessKey ?? clientID.map { UUIDText.string($0) }
     }
 }
+
+/// A job as an enqueue left it: its id, and its state then (`ready` for a new job; for an
+/// idempotency key already used, the state of the job that holds it).
+public struct EnqueuedJob: Sendable, Hashable {
+    public var id: Int64
+    public var state: JobState
+
+    public init(id: Int64, state: JobState) {
+        self.id = id
+        self.state = state
+    }
+}

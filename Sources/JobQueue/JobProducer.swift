@@ -36,15 +36,17 @@ public enum JobProducer {
         }
     }
 
-    /// Enqueues many jobs with one statement and returns each job's id, in order: for a job
-    /// whose idempotency key is already used in its queue (or earlier in `jobs`), the id of the
-    /// job that holds it. The ids are taken from the table's sequence inside the statement, so
-    /// each row maps back to its job; the role needs `USAGE` on `queue.jobs_id_seq` (the
-    /// `upsert_api` role has it). Idle workers are woken once, however many rows.
-    public static func enqueueReturningIDs(_ jobs: [NewJob], on connection: isolated PostgresConnection)
-        throws(PostgresError) -> [Int64]
+    /// Enqueues many jobs with one statement and returns each job's id and state, in order: for
+    /// a job whose idempotency key is already used in its queue (or earlier in `jobs`), the id
+    /// and current state of the job that holds it; a new job is `ready`. The ids are taken from
+    /// the table's sequence inside the statement, so each row maps back to its job; the role
+    /// needs `USAGE` on `queue.jobs_id_seq` (the `upsert_api` role has it). Jobs with a
+    /// fairness key are placed by the statement (`queue.fair_start` once per group), not by
+    /// the trigger per row. Idle workers are woken once, however many rows.
+    public static func enqueueReturning(_ jobs: [NewJob], on connection: isolated PostgresConnection)
+        throws(PostgresError) -> [EnqueuedJob]
     {
-        // One row per distinct (queue, idempotency key); later jobs of a key share its id.
+        // One row per distinct (queue, idempotency key); later jobs of a key share its answer.
         var firstOfKey: [String: Int] = [:]
         var sameAs = Array(jobs.indices)
         var unique: [Int] = []
@@ -58,25 +60,25 @@ public enum JobProducer {
             }
             unique.append(index)
         }
-        var ids = [Int64?](repeating: nil, count: jobs.count)
+        var answers = [EnqueuedJob?](repeating: nil, count: jobs.count)
         // A key's holder can vanish between the conflict and the lookup (an operator purged
         // it): those rows are inserted again, and then win.
         var pending = unique
         while !pending.isEmpty {
-            let found = try insertReturningIDs(pending.map { jobs[$0] }, on: connection)
+            let found = try insertReturning(pending.map { jobs[$0] }, on: connection)
             var missing: [Int] = []
-            for (index, id) in zip(pending, found) {
-                if let id { ids[index] = id } else { missing.append(index) }
+            for (index, answer) in zip(pending, found) {
+                if let answer { answers[index] = answer } else { missing.append(index) }
             }
             pending = missing
         }
-        // The loop above set the id of every index in `unique`, which `sameAs` points into.
-        return jobs.indices.map { ids[sameAs[$0]] ?? 0 }
+        // The loop above answered every index in `unique`, which `sameAs` points into.
+        return jobs.indices.map { answers[sameAs[$0]] ?? EnqueuedJob(id: 0, state: .ready) }
     }
 
     /// One INSERT for `rows` (no idempotency key twice); nil where a key's holder was not found.
-    private static func insertReturningIDs(_ rows: [NewJob], on connection: isolated PostgresConnection)
-        throws(PostgresError) -> [Int64?]
+    private static func insertReturning(_ rows: [NewJob], on connection: isolated PostgresConnection)
+        throws(PostgresError) -> [EnqueuedJob?]
     {
         try connection.query(
             """
@@ -84,31 +86,46 @@ public enum JobProducer {
                 SELECT nextval('queue.jobs_id_seq') AS id, i.*
                 FROM unnest(\(rows.map(\.queue))::text[], \(rows.map(\.kind))::text[],
                             \(rows.map(\.clientID))::uuid[], \(rows.map(\.idempotencyKey))::text[],
-                            \(rows.map(\.orderingKey))::text[], \(rows.map { Int($0.priority) })::int[],
+                            \(rows.map(\.orderingKey))::text[], \(rows.map { Int($0.priority) })::smallint[],
                             \(rows.map(\.maxAttempts))::int[], \(rows.map(\.notifyFinished))::bool[],
-                            \(rows.map { $0.fairnessKey ?? "" })::text[])
+                            \(rows.map(\.fairnessKey))::text[])
                      WITH ORDINALITY AS i(queue, kind, client_id, idempotency_key, ordering_key, priority, max_attempts,
                                           notify_finished, fairness_key, ord)
+            ), starts AS (
+                -- Each fairness group's next place, once; its jobs follow one another from there.
+                -- Jobs without a key are placed by the table's trigger.
+                SELECT g.queue, g.priority, g.fairness_key, queue.fair_start(g.queue, g.priority, g.fairness_key) AS start
+                FROM (SELECT DISTINCT queue, priority, fairness_key FROM input WHERE fairness_key IS NOT NULL) g
+            ), placed AS (
+                SELECT i.*, s.start + row_number() OVER (PARTITION BY i.queue, i.priority, i.fairness_key ORDER BY i.ord)
+                            - 1 AS fair_seq
+                FROM input i LEFT JOIN starts s
+                    ON s.queue = i.queue AND s.priority = i.priority AND s.fairness_key = i.fairness_key
             ), payloads AS (
                 SELECT p.payload, p.ord FROM jsonb_array_elements(\(JSONValue.array(rows.map(\.payload)))::jsonb)
                                         WITH ORDINALITY AS p(payload, ord)
             ), ins AS (
                 INSERT INTO queue.jobs (id, queue, kind, payload, client_id, idempotency_key, ordering_key, priority,
-                                        max_attempts, notify_finished, fairness_key)
+                                        max_attempts, notify_finished, fairness_key, fair_seq)
                 OVERRIDING SYSTEM VALUE
                 SELECT i.id, i.queue, i.kind, p.payload, i.client_id, i.idempotency_key, i.ordering_key, i.priority,
-                       i.max_attempts, i.notify_finished, i.fairness_key
-                FROM input i JOIN payloads p USING (ord)
+                       i.max_attempts, i.notify_finished, coalesce(i.fairness_key, ''), i.fair_seq
+                FROM placed i JOIN payloads p USING (ord)
                 ORDER BY i.ord
                 ON CONFLICT DO NOTHING
-                RETURNING id
+                RETURNING id, state
             )
-            SELECT coalesce(ins.id, (SELECT j.id FROM queue.jobs j
-                                     WHERE j.queue = i.queue AND j.idempotency_key = i.idempotency_key)) AS id
+            SELECT coalesce(ins.id, held.id) AS id, coalesce(ins.state, held.state) AS state
             FROM input i LEFT JOIN ins ON ins.id = i.id
+            LEFT JOIN LATERAL (SELECT j.id, j.state FROM queue.jobs j
+                               WHERE ins.id IS NULL AND j.queue = i.queue
+                                 AND j.idempotency_key = i.idempotency_key) held ON true
             ORDER BY i.ord
             """
-        ).map { row throws(PostgresError) in try row.decode(Int64?.self, "id") }
+        ).map { row throws(PostgresError) in
+            guard let id = try row.decode(Int64?.self, "id") else { return nil }
+            return EnqueuedJob(id: id, state: try row.decode(JobState.self, "state"))
+        }
     }
 
     /// Enqueues many jobs with `COPY` and returns how many were inserted.

@@ -2,6 +2,7 @@ import ArgumentParser
 import CommandLineSupport
 import ContactDomain
 import Foundation
+import HTTPFront
 import JobQueue
 import Logging
 import Postgres
@@ -19,6 +20,9 @@ struct UpsertWorkerCommand: AsyncParsableCommand {
         ])
 
     static func main() async {
+        // `serve` runs its tasks on NIO's event loops, where its sockets are, instead of hopping
+        // between those threads and Swift's own pool for every request. First, before any task.
+        if CommandLine.arguments.dropFirst().first == "serve" { APIFront.runTasksOnEventLoops() }
         await runAsProgram(named: "upsert-worker")
     }
 }

@@ -88,6 +88,28 @@ struct FrontTests {
         }
     }
 
+    @Test("a repeated Idempotency-Key whose job finished unannounced answers the stored result at once")
+    func finishedReplay() async throws {
+        try await FrontFixture.with(wait: 5) { f, _ in
+            let headers = ["Idempotency-Key": "import-row-7"]
+            let first = try await f.upsert(
+                f.payload("+16505550107"), as: f.orgA, headers: headers.merging(["Prefer": "respond-async"]) { a, _ in a })
+            #expect(first.status == 202)
+            let done = try await eventually(timeout: .seconds(20)) {
+                try await f.count("SELECT count(*)::int FROM queue.jobs WHERE state = 'succeeded'") == 1
+            }
+            try #require(done)
+            let started = ContinuousClock.now
+            let again = try await f.upsert(f.payload("+16505550107"), as: f.orgA, headers: headers)
+            #expect(again.status == 200, "\(again.text)")
+            #expect(ContinuousClock.now - started < .seconds(2), "waited for an announcement that never comes")
+            let stored = try await f.connection.run { c in
+                try c.query("SELECT result::text AS r FROM queue.jobs")[0].decode(String.self, "r")
+            }
+            #expect(again.text == stored)
+        }
+    }
+
     @Test("hostile bodies: too large is 413, a wrong content type 415, malformed or deeply nested JSON 400")
     func hostileBodies() async throws {
         try await FrontFixture.with(worker: false) { f, _ in

@@ -70,6 +70,29 @@ struct FairClaimTests {
         }
     }
 
+    @Test("a multi-row insert places its jobs as the trigger would: each group after its own tail, turns with the rest")
+    func multiRowInsertPlaces() async throws {
+        try await QueueTest.withDatabase { _, connection in
+            try await Self.enqueue(40, group: "org-a", on: connection)
+            // One statement for a burst of A's requests, one of B's and one job without a key.
+            let burst = (0..<30).map { i in
+                NewJob(queue: "test", kind: "test.scripted", payload: [:], fairnessKey: i == 7 ? "org-b" : "org-a")
+            } + [NewJob(queue: "test", kind: "test.scripted", payload: [:])]
+            let enqueued = try await connection.run { c in try JobProducer.enqueueReturning(burst, on: c) }
+            #expect(Set(enqueued.map(\.state)) == [.ready] && Set(enqueued.map(\.id)).count == burst.count)
+            let places = try await connection.run { c in
+                try c.query("SELECT fairness_key, fair_seq FROM queue.jobs WHERE id = ANY(\(enqueued.map(\.id))::bigint[]) ORDER BY id")
+                    .map { row throws(PostgresError) in (try row.decode(String.self, "fairness_key"), try row.decode(Int64.self, "fair_seq")) }
+            }
+            // A's new jobs continue after its 40 (0...39), one after another; B starts at the head.
+            #expect(places.filter { $0.0 == "org-a" }.map(\.1) == Array(40..<69))
+            #expect(places.filter { $0.0 == "org-b" }.map(\.1) == [0])
+            // So the next claims alternate: B's job comes in the first.
+            let first = try await Self.groups(try await Self.claim(4, on: connection), on: connection)
+            #expect(first["org-b"] == 1, "\(first)")
+        }
+    }
+
     @Test("a hot key's backlog leaves the claim's path: held once, then drained a batch at a time, in id order")
     func hotKey() async throws {
         try await QueueTest.withDatabase { _, connection in

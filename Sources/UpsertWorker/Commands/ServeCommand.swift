@@ -29,14 +29,16 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Database connections for inserts and reads.")
     var connections = 8
 
-    @Option(name: .customLong("batch-window"), help: "Milliseconds the first of concurrent requests waits for others to share its INSERT.")
-    var batchWindow: Double = 3
+    @Option(help: "Multi-row INSERTs of requests' jobs at a time; requests arriving meanwhile share the next one.")
+    var inserters = 1
 
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
         guard wait >= 0, wait.isFinite else { throw ValidationError("--wait must be >= 0") }
         guard (1...256).contains(connections) else { throw ValidationError("--connections must be 1 to 256") }
-        guard batchWindow >= 0, batchWindow <= 1000 else { throw ValidationError("--batch-window must be 0 to 1000") }
+        guard (1..<connections).contains(inserters) else {
+            throw ValidationError("--inserters must be at least 1 and less than --connections")
+        }
     }
 
     func run() async throws {
@@ -48,7 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.wait = .seconds(wait)
         configuration.queue = queue
         configuration.connections = connections
-        configuration.batchWindow = .microseconds(Int64(batchWindow * 1000))
+        configuration.inserters = inserters
         let environment = ProcessInfo.processInfo.environment
         configuration.whatsAppVerifyToken = environment["WHATSAPP_VERIFY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.whatsAppAppSecret = environment["WHATSAPP_APP_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
