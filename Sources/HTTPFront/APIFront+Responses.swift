@@ -6,6 +6,7 @@ import JSON
 import JobQueue
 import Metrics
 import Postgres
+import Synchronization
 
 extension HTTPField.Name {
     // Valid header tokens, fixed in the source: the initializer cannot fail for them.
@@ -27,13 +28,7 @@ extension APIFront {
             logger.warning("request failed", metadata: ["route": "\(route)", "error": "\(error)"])
             response = Self.error(500, "internal", "the request could not be completed; retry it")
         }
-        Counter(
-            label: "upsert_http_requests_total",
-            dimensions: [("route", route), ("status", String(response.status.code))]
-        ).increment()
-        let elapsed = ContinuousClock.now - started
-        Metrics.Timer(label: "upsert_http_request_duration_seconds", dimensions: [("route", route)])
-            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        metrics.record(route: route, status: Int(response.status.code), elapsed: ContinuousClock.now - started)
         return response
     }
 
@@ -80,9 +75,9 @@ extension APIFront {
     /// 202 with where to look.
     func accepted(_ id: Int64, state: JobState) -> Response {
         let location = "/api/public/jobs/\(id)"
+        // Numbers and fixed words only: written directly, no JSON value to build.
         var response = Self.json(
-            ["job_id": .number(JSONNumber(Int(id))), "state": .string(state.rawValue), "status_url": .string(location)],
-            status: .accepted)
+            text: #"{"job_id":\#(id),"state":"\#(state.rawValue)","status_url":"\#(location)"}"#, status: .accepted)
         response.headers[.location] = location
         return response
     }
@@ -160,6 +155,31 @@ extension APIFront {
         var difference: UInt8 = 0
         for index in x.indices { difference |= x[index] ^ y[index] }
         return difference == 0
+    }
+}
+
+/// The front's two series, each made once per route (and status) rather than per request.
+final class HTTPMetrics: Sendable {
+    private let counters = Mutex<[String: Counter]>([:])
+    private let timers = Mutex<[String: Metrics.Timer]>([:])
+
+    /// `upsert_http_requests_total{route,status}` + 1 and `upsert_http_request_duration_seconds{route}`.
+    func record(route: String, status: Int, elapsed: Duration) {
+        let counter = counters.withLock { counters in
+            let key = route + " " + String(status)
+            if let known = counters[key] { return known }
+            let made = Counter(label: "upsert_http_requests_total", dimensions: [("route", route), ("status", String(status))])
+            counters[key] = made
+            return made
+        }
+        counter.increment()
+        let timer = timers.withLock { timers in
+            if let known = timers[route] { return known }
+            let made = Metrics.Timer(label: "upsert_http_request_duration_seconds", dimensions: [("route", route)])
+            timers[route] = made
+            return made
+        }
+        timer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
     }
 }
 

@@ -50,6 +50,7 @@ public struct APIFront: Sendable {
     let outcomes: SharedStatement<Int64, StoredOutcome?>
     let waiter: JobWaiter
     let keys = APIKeyCache()
+    let metrics = HTTPMetrics()
     let registry: PrometheusCollectorRegistry
     let logger: Logger
 

@@ -1,13 +1,13 @@
 import Synchronization
 
-/// Wakes idle worker slots: rung by a notification, the fallback poll, a claim that found
-/// work, a finished batch, or shutdown.
+/// Wakes idle worker slots: rung by a notification, the fallback poll, a claim that may have
+/// left work behind, or shutdown.
 ///
 /// A slot reads ``generation`` before it looks for work and passes it to ``wait(after:)``; a
 /// ring that happened in between returns at once, so no wake-up is ever lost. A ring wakes one
-/// waiting slot, not all of them: a slot whose claim found work rings again, so a burst wakes
-/// as many slots as it needs, and a single job wakes one slot instead of sending every slot to
-/// the claim at once. Shutdown wakes them all (``ringAll()``).
+/// waiting slot, not all of them: a slot whose claim filled its limit rings again, so a burst
+/// wakes as many slots as it needs, and a single job (or a trickle of them) wakes one slot
+/// instead of sending every slot to a claim that finds nothing. Shutdown wakes them all (``ringAll()``).
 actor Doorbell {
     private(set) var generation: UInt64 = 0
     private var waiters: [CheckedContinuation<Void, Never>] = []

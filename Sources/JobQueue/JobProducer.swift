@@ -117,9 +117,13 @@ public enum JobProducer {
             )
             SELECT coalesce(ins.id, held.id) AS id, coalesce(ins.state, held.state) AS state
             FROM input i LEFT JOIN ins ON ins.id = i.id
+            -- LIMIT keeps this a per-row probe of the key's unique index, and only for rows that
+            -- conflicted: without it the planner may join the whole table, and does, by a scan
+            -- of every row, when the table's statistics were taken while it was empty.
             LEFT JOIN LATERAL (SELECT j.id, j.state FROM queue.jobs j
                                WHERE ins.id IS NULL AND j.queue = i.queue
-                                 AND j.idempotency_key = i.idempotency_key) held ON true
+                                 AND j.idempotency_key = i.idempotency_key
+                               LIMIT 1) held ON true
             ORDER BY i.ord
             """
         ).map { row throws(PostgresError) in

@@ -192,6 +192,7 @@ public final class JobWorker: Service, Sendable {
         while !isStopping {
             let seen = await bell.generation
             let jobs: [Job]
+            let mayHaveLeftMore: Bool
             do {
                 let limit = sizer.next
                 let claimed = try await self.pool.withConnection { [configuration, claimGate, urgent] connection in
@@ -212,6 +213,9 @@ public final class JobWorker: Service, Sendable {
                 }
                 if !claimed.urgent { sizer.claimed(claimed.jobs.count, of: limit) }
                 jobs = claimed.jobs
+                // A claim that took fewer than it could took everything claimable then (an
+                // urgent one may have left less urgent work behind).
+                mayHaveLeftMore = claimed.jobs.count >= limit || claimed.urgent
                 failures = 0
                 health.succeeded()
             } catch {
@@ -237,11 +241,12 @@ public final class JobWorker: Service, Sendable {
                 continue
             }
             held.withLock { $0.formUnion(jobs.map(\.id)) }
-            await bell.ring()  // there may be more: the next idle slot looks
+            // There may be more: the next idle slot looks. Otherwise new jobs ring the bell
+            // themselves (their NOTIFY), and this slot claims again when its batch is done.
+            if mayHaveLeftMore { await bell.ring() }
             await executor.process(jobs, logger: logger)
             held.withLock { $0.subtract(jobs.map(\.id)) }
             urgent.finished(by: slot)
-            await bell.ring()
         }
     }
 

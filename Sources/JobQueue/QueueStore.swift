@@ -66,22 +66,26 @@ public enum QueueStore {
     public static func lockOwned(
         ids: [Int64], worker: String, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Set<Int64> {
-        let rows = try connection.query(
-            """
-            SELECT id FROM queue.jobs
-            WHERE id = ANY(\(ids)::bigint[]) AND locked_by = \(worker) AND state = 'running'
-            FOR UPDATE
-            """)
+        let rows = try indexPlanned(connection) { () throws(PostgresError) in
+            try connection.query(
+                """
+                SELECT id FROM queue.jobs
+                WHERE id = ANY(\(ids)::bigint[]) AND locked_by = \(worker) AND state = 'running'
+                FOR UPDATE
+                """)
+        }
         var owned = Set<Int64>()
         for row in rows { owned.insert(try row.decode(Int64.self, "id")) }
         return owned
     }
 
     /// Takes transaction-scoped advisory locks for `keys`, in the order of their 64-bit hashes,
-    /// which every worker shares, so that batches never wait on each other in a cycle.
+    /// which every worker shares, so that batches never wait on each other in a cycle. Sent
+    /// ahead of the transaction's next statement (nobody reads its result): the locks are
+    /// held before that statement runs, and a lock that cannot be taken is that statement's error.
     public static func lock(keys: [String], on connection: isolated PostgresConnection) throws(PostgresError) {
         guard !keys.isEmpty else { return }
-        try connection.execute(
+        try connection.sendAhead(
             """
             SELECT count(pg_advisory_xact_lock(h))
             FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(\(keys)::text[]) AS k ORDER BY 1) AS ordered
@@ -144,7 +148,7 @@ public enum QueueStore {
         // its backoff ends. The JSON columns travel as one JSON array each (null for none).
         let resultArray = JSONValue.array(outcomes.map { $0.outcome.result ?? .null })
         let errorArray = JSONValue.array(outcomes.map { $0.outcome.failure?.errorObject ?? .null })
-        let rows = try connection.query(
+        let rows = try indexPlanned(connection) { () throws(PostgresError) in try connection.query(
             """
             WITH done AS (
             UPDATE queue.jobs j
@@ -188,7 +192,7 @@ public enum QueueStore {
             CROSS JOIN (SELECT CASE WHEN count(*) > 0
                                     THEN pg_notify('queue_jobs_finished', string_agg(id::text, ',')) END AS sent
                         FROM done WHERE notify_finished AND state IN ('succeeded', 'failed')) n
-            """)
+            """) }
         var updated = Set<Int64>()
         for row in rows { updated.insert(try row.decode(Int64.self, "id")) }
         return updated
@@ -200,14 +204,14 @@ public enum QueueStore {
     public static func heartbeat(
         worker: String, ids: [Int64], lease: Duration, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Int {
-        try connection.execute(
+        try indexPlanned(connection) { () throws(PostgresError) in try connection.execute(
             """
             UPDATE queue.jobs
             SET locked_until = now() + \(lease.milliseconds) * interval '1 millisecond'
             WHERE id IN (SELECT id FROM queue.jobs
                          WHERE id = ANY(\(ids)::bigint[]) AND locked_by = \(worker) AND state = 'running'
                          FOR UPDATE SKIP LOCKED)
-            """)
+            """) }
     }
 
     /// Puts running jobs whose lease ran out (their worker died or hung) back to `ready`, or
@@ -217,7 +221,7 @@ public enum QueueStore {
     public static func rescueExpired(limit: Int = 1000, on connection: isolated PostgresConnection)
         throws(PostgresError) -> [Int64]
     {
-        let rows = try connection.query(
+        let rows = try indexPlanned(connection) { () throws(PostgresError) in try connection.query(
             """
             WITH expired AS (
                 SELECT id FROM queue.jobs
@@ -244,7 +248,7 @@ public enum QueueStore {
                 RETURNING j.id, j.state
             )
             SELECT id, state, pg_notify('queue_jobs', '') IS NULL AS notified FROM rescued
-            """)
+            """) }
         return try rows.map { row throws(PostgresError) in try row.decode(Int64.self, "id") }
     }
 
@@ -271,12 +275,31 @@ public enum QueueStore {
     public static func hasPendingWork(queues: [String], on connection: isolated PostgresConnection)
         throws(PostgresError) -> Bool
     {
-        try connection.query(
-            """
-            SELECT EXISTS (SELECT 1 FROM queue.jobs WHERE state = 'running' AND queue = ANY(\(queues)::text[]))
-                OR EXISTS (SELECT 1 FROM queue.jobs
-                           WHERE state = 'ready' AND queue = ANY(\(queues)::text[]) AND run_at <= now()) AS pending
-            """)[0].decode(Bool.self, "pending")
+        try indexPlanned(connection) { () throws(PostgresError) in
+            try connection.query(
+                """
+                SELECT EXISTS (SELECT 1 FROM queue.jobs WHERE state = 'running' AND queue = ANY(\(queues)::text[]))
+                    OR EXISTS (SELECT 1 FROM queue.jobs
+                               WHERE state = 'ready' AND queue = ANY(\(queues)::text[]) AND run_at <= now()) AS pending
+                """)[0].decode(Bool.self, "pending")
+        }
+    }
+}
+
+extension QueueStore {
+    /// Runs one of the queue's statements with sequential scans off. They are index probes by
+    /// design, but a plan made while the statistics of `queue.jobs` said it was empty (an
+    /// ANALYZE after everything was pruned) scans the whole table instead, on every call
+    /// until the next ANALYZE (sql/0012 does the same for the claim). The setting rides ahead
+    /// of the statement in its round trip and is reset after it, so a handler's own statements
+    /// in the same transaction are planned as usual.
+    static func indexPlanned<T>(
+        _ connection: isolated PostgresConnection, _ statement: () throws(PostgresError) -> T
+    ) throws(PostgresError) -> T {
+        try connection.sendAhead("SELECT set_config('enable_seqscan', 'off', true)")
+        let value = try statement()
+        try connection.sendAhead("RESET enable_seqscan")
+        return value
     }
 }
 

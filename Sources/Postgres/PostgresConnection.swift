@@ -33,6 +33,8 @@ public actor PostgresConnection {
     private var transactionDepth = 0
     private var lostInTransaction = false
     private var savepointCounter = 0
+    /// Statements sent ahead of the next statement whose result is read (``sendAhead(_:)``).
+    private var ahead: [(sql: String, texts: [String?])] = []
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let notices: NoticeLog
@@ -90,6 +92,7 @@ public actor PostgresConnection {
 
     /// Runs `body` with this connection, isolated: its statements run back to back on the
     /// connection's queue.
+    @discardableResult
     public func run<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) async throws -> T) async rethrows -> T {
         try await body(self)
     }
@@ -244,10 +247,13 @@ public actor PostgresConnection {
     /// never part of the SQL text.
     @discardableResult
     public func query(_ sql: String, parameters: [any PostgresEncodable]) throws(PostgresError) -> PostgresRows {
+        try perform(sql, texts: try Self.texts(of: parameters), prepare: true)
+    }
+
+    private func perform(_ sql: String, texts: [String?], prepare: Bool) throws(PostgresError) -> PostgresRows {
         let handle = try live()
-        let texts = try Self.texts(of: parameters)
-        var name = prepared[sql]
-        if name == nil, prepared.count < Self.maxPreparedStatements {
+        var name = prepare ? prepared[sql] : nil
+        if prepare, name == nil, prepared.count < Self.maxPreparedStatements {
             let candidate = "s\(prepared.count + 1)"
             let result = PQprepare(handle, candidate, sql, Int32(texts.count), nil)
             defer { PQclear(result) }
@@ -257,6 +263,7 @@ public actor PostgresConnection {
             prepared[sql] = candidate
             name = candidate
         }
+        if !ahead.isEmpty { return try pipeline(handle, last: (sql, texts, name)) }
         let result = deadline.run(timeout: configuration.callTimeout) {
             Self.withCStrings(texts) { pointers in
                 if let name {
@@ -269,12 +276,103 @@ public actor PostgresConnection {
         return try rows(of: result, handle)
     }
 
+    // MARK: Sending ahead
+
+    /// Sends `query` ahead of the next statement whose result is read, in the same round trip
+    /// (libpq's pipeline mode): for statements whose result nobody reads, such as `BEGIN`, a
+    /// savepoint or a lock. Its error, if any, is thrown by that next statement, which then
+    /// does not run. ``withTransaction(_:)`` and ``withSavepoint(_:)`` send theirs this way,
+    /// so a transaction of three statements costs three round trips, not five.
+    public func sendAhead(_ query: PostgresQuery) throws(PostgresError) {
+        ahead.append((query.sql, try Self.texts(of: query.bindings)))
+    }
+
+    /// Sends what waits ahead on its own, if anything does (before a call that cannot be
+    /// pipelined: a script, COPY, LISTEN).
+    private func flushAhead(_ handle: OpaquePointer) throws(PostgresError) {
+        guard !ahead.isEmpty else { return }
+        let last = ahead.removeLast()
+        _ = try pipeline(handle, last: (last.sql, last.texts, nil))
+    }
+
+    /// Runs the statements sent ahead and then `last` in one round trip, and returns `last`'s
+    /// rows; throws the first error (the statements after it do not run).
+    private func pipeline(_ handle: OpaquePointer, last: (sql: String, texts: [String?], name: String?))
+        throws(PostgresError) -> PostgresRows
+    {
+        let statements = ahead
+        ahead = []
+        let outcome: Result<PostgresRows, PostgresError> = deadline.run(timeout: configuration.callTimeout) {
+            guard PQenterPipelineMode(handle) == 1 else { return .failure(failure(nil, handle)) }
+            var sent = true
+            for statement in statements {
+                sent = sent && Self.withCStrings(statement.texts) { pointers in
+                    PQsendQueryParams(handle, statement.sql, Int32(pointers.count), nil, pointers, nil, nil, 0) == 1
+                }
+            }
+            sent = sent && Self.withCStrings(last.texts) { pointers in
+                if let name = last.name {
+                    return PQsendQueryPrepared(handle, name, Int32(pointers.count), pointers, nil, nil, 0) == 1
+                }
+                return PQsendQueryParams(handle, last.sql, Int32(pointers.count), nil, pointers, nil, nil, 0) == 1
+            }
+            sent = sent && PQpipelineSync(handle) == 1
+            let outcome = sent ? readPipeline(handle, statements: statements.count + 1) : .failure(failure(nil, handle))
+            if PQexitPipelineMode(handle) != 1 {
+                // Results left unread on a live session: it cannot be trusted; start afresh.
+                let error = failure(nil, handle)
+                abandon(handle)
+                return .failure(error)
+            }
+            return outcome
+        }
+        return try outcome.get()
+    }
+
+    /// Reads the results of `statements` pipelined statements and the sync point.
+    private func readPipeline(_ handle: OpaquePointer, statements: Int) -> Result<PostgresRows, PostgresError> {
+        var firstError: PostgresError?
+        var lastRows = PostgresRows(columns: [], rows: [], affectedRows: 0)
+        for index in 0..<statements {
+            while let result = PQgetResult(handle) {
+                defer { PQclear(result) }
+                let status = PQresultStatus(result)
+                if status == PGRES_PIPELINE_ABORTED { continue }
+                guard firstError == nil else { continue }
+                do throws(PostgresError) {
+                    let rows = try rows(of: result, handle)
+                    if index == statements - 1 { lastRows = rows }
+                } catch {
+                    firstError = error
+                }
+            }
+            if PQstatus(handle) != CONNECTION_OK { break }
+        }
+        // The sync point ends the pipeline.
+        while PQstatus(handle) == CONNECTION_OK, let result = PQgetResult(handle) {
+            let status = PQresultStatus(result)
+            PQclear(result)
+            if status == PGRES_PIPELINE_SYNC { break }
+        }
+        if let firstError { return .failure(firstError) }
+        if PQstatus(handle) != CONNECTION_OK { return .failure(failure(nil, handle)) }
+        return .success(lastRows)
+    }
+
+    /// Drops a session left in an unknown state; the next call reconnects (or, inside a
+    /// transaction, fails until the transaction ends).
+    private func abandon(_ handle: OpaquePointer) {
+        if transactionDepth > 0 { lostInTransaction = true }
+        PQfinish(handle)
+        self.handle = nil
+    }
 
     /// Runs SQL text without parameters, possibly several statements (migrations, `BEGIN`).
     ///
     /// Never pass input here: there is no way to bind it. Use ``query(_:_:)``.
     public func executeScript(_ sql: String) throws(PostgresError) {
         let handle = try live()
+        try flushAhead(handle)
         let result = deadline.run(timeout: configuration.callTimeout) { PQexec(handle, sql) }
         defer { PQclear(result) }
         _ = try rows(of: result, handle)
@@ -365,7 +463,8 @@ public actor PostgresConnection {
     /// Called inside another transaction it becomes a savepoint (see ``withSavepoint(_:)``).
     public func withTransaction<T>(_ body: (isolated PostgresConnection) async throws -> T) async throws -> T {
         if transactionDepth > 0 { return try await withSavepoint(body) }
-        try executeScript("BEGIN")
+        _ = try live()
+        ahead.append(("BEGIN", []))
         transactionDepth = 1
         let value: T
         do {
@@ -375,7 +474,7 @@ public actor PostgresConnection {
             throw error
         }
         do {
-            try executeScript("COMMIT")
+            _ = try perform("COMMIT", texts: [], prepare: false)
         } catch {
             endTransaction(rollback: true)
             throw error
@@ -386,6 +485,7 @@ public actor PostgresConnection {
 
     private func endTransaction(rollback: Bool) {
         transactionDepth = 0
+        ahead = []
         if lostInTransaction {
             lostInTransaction = false
             return
@@ -403,16 +503,24 @@ public actor PostgresConnection {
         }
         savepointCounter += 1
         let name = "sp\(savepointCounter)"
-        try executeScript("SAVEPOINT \(name)")
+        let mark = ahead.count
+        ahead.append(("SAVEPOINT \(name)", []))
         transactionDepth += 1
         defer { transactionDepth -= 1 }
         do {
             let value = try await body(self)
-            try executeScript("RELEASE SAVEPOINT \(name)")
+            ahead.append(("RELEASE SAVEPOINT \(name)", []))
             return value
         } catch {
-            if !lostInTransaction, let handle, PQstatus(handle) == CONNECTION_OK {
-                PQclear(PQexec(handle, "ROLLBACK TO SAVEPOINT \(name); RELEASE SAVEPOINT \(name)"))
+            if ahead.count > mark, ahead[mark].sql == "SAVEPOINT \(name)" {
+                // Never sent: nothing to roll back, and the body's own statements go with it.
+                ahead.removeSubrange(mark...)
+            } else {
+                // Sent: whatever waits ahead now is the body's, and goes with the rollback.
+                ahead = []
+                if !lostInTransaction, let handle, PQstatus(handle) == CONNECTION_OK {
+                    PQclear(PQexec(handle, "ROLLBACK TO SAVEPOINT \(name); RELEASE SAVEPOINT \(name)"))
+                }
             }
             throw error
         }
@@ -492,6 +600,7 @@ public actor PostgresConnection {
     @discardableResult
     public func copyFrom(_ sql: String, rows: some Sequence<[String?]>) throws(PostgresError) -> Int {
         let handle = try live()
+        try flushAhead(handle)
         let start = PQexec(handle, sql)
         let status = start.map { PQresultStatus($0) }
         guard let start, status == PGRES_COPY_IN else {

@@ -50,6 +50,13 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
             sql += "$\(bindings.count)"
         }
 
+        /// An optional value, bound as the next parameter (NULL when nil). Spelled out so that
+        /// the compiler knows an optional here is meant, not a debug description.
+        public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
+            bindings.append(value)
+            sql += "$\(bindings.count)"
+        }
+
         /// SQL text fixed in the program (a column list shared by two statements, say); never input.
         public mutating func appendInterpolation(sql text: StaticString) {
             sql += text.description

@@ -42,6 +42,31 @@ struct ProducerAndAdminTests {
         }
     }
 
+    @Test("a multi-row insert probes indexes only, even after the queue was analyzed while empty")
+    func multiRowInsertAfterEmptyAnalyze() async throws {
+        try await QueueTest.withDatabase { _, connection in
+            try await connection.run { c in
+                try c.executeScript("ANALYZE queue.jobs")  // statistics of an empty table
+                func burst(_ round: Int, on c: isolated PostgresConnection) throws(PostgresError) {
+                    let jobs = (0..<200).map { i in
+                        var job = NewJob(queue: "test", kind: "test.scripted", payload: [:], fairnessKey: "org")
+                        job.idempotencyKey = "k\((round * 200 + i) % 1500)"  // later rounds repeat keys: conflicts
+                        return job
+                    }
+                    _ = try JobProducer.enqueueReturning(jobs, on: c)
+                }
+                for round in 0..<6 { try burst(round, on: c) }  // past the custom plans: the generic one from now on
+                try c.execute("SELECT pg_stat_reset_single_table_counters('queue.jobs'::regclass)")
+                for round in 6..<11 { try burst(round, on: c) }
+                try c.execute("SELECT pg_stat_force_next_flush()")
+                let read = try c.query(
+                    "SELECT seq_tup_read::int AS n FROM pg_stat_user_tables WHERE relid = 'queue.jobs'::regclass")[0]
+                    .decode(Int.self, "n")
+                #expect(read == 0, "the insert read \(read) rows by scanning the table")
+            }
+        }
+    }
+
     @Test("an INSERT or COPY of many rows sends one notification, not one per row")
     func oneNotificationPerStatement() async throws {
         try await QueueTest.withDatabase { database, connection in

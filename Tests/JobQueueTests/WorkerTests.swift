@@ -35,6 +35,37 @@ struct WorkerTests {
         }
     }
 
+    @Test("after the queue was analyzed while empty, a drain still reads jobs by index only, never by scanning")
+    func indexPlansAfterEmptyAnalyze() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await connection.run { c in try c.executeScript("ANALYZE queue.jobs") }  // an empty table's statistics
+            let handler = ScriptedHandler { _, _ in [:] }
+            // The worker plans its statements while the queue is all but empty (a trickle of
+            // jobs, enough for the cached generic plans), then the queue fills up.
+            let feeder = Task {
+                for _ in 0..<12 {
+                    try await QueueTest.enqueue(3, on: connection)
+                    try await Task.sleep(for: .milliseconds(60))
+                }
+                try await connection.run { c in
+                    try c.execute("SELECT pg_stat_reset_single_table_counters('queue.jobs'::regclass)")
+                }
+                for _ in 0..<10 { try await QueueTest.enqueue(1000, on: connection) }
+            }
+            try await QueueTest.runWorker(
+                QueueTest.configuration(concurrency: 2, batchSize: 50, drain: false), database: database,
+                handlers: [handler], until: "SELECT count(*) = 10036 FROM test_runs")  // not a query of queue.jobs
+            try await feeder.value
+            // The worker's sessions have ended, so their counters are in.
+            let scanned = try await connection.run { c in
+                try c.execute("SELECT pg_stat_clear_snapshot()")
+                return try c.query("SELECT seq_tup_read::int AS n FROM pg_stat_user_tables WHERE relid = 'queue.jobs'::regclass")[0]
+                    .decode(Int.self, "n")
+            }
+            #expect(scanned == 0, "the drain read \(scanned) job rows by scanning the table")
+        }
+    }
+
     @Test("a permanent error fails the job on its first attempt and rolls back its writes only")
     func permanentFailure() async throws {
         try await QueueTest.withDatabase { database, connection in

@@ -178,6 +178,42 @@ struct PostgresConnectionTests {
         }
     }
 
+    @Test("statements sent ahead share the next round trip; their error stops it, and savepoints stay exact")
+    func sentAhead() async throws {
+        try await TestDatabase.withScratch(migrated: false) { configuration in
+            let connection = try await PostgresConnection.connect(configuration)
+            let values = try await connection.run { c -> [Int] in
+                try c.executeScript("CREATE TABLE t (v int PRIMARY KEY)")
+                // A statement sent ahead runs before the next one, in order.
+                try c.sendAhead("INSERT INTO t VALUES (\(1))")
+                #expect(try c.query("SELECT count(*)::int AS n FROM t")[0].decode(Int.self, "n") == 1)
+                // Its error is the next statement's, and that statement does not run.
+                try c.sendAhead("INSERT INTO t VALUES (\(1))")  // duplicate
+                #expect(throws: PostgresError.self) { try c.execute("INSERT INTO t VALUES (\(2))") }
+                // A savepoint whose body failed before any statement was never sent: the
+                // transaction goes on; one whose body ran statements is rolled back to.
+                try await c.withTransaction { c in
+                    try? await c.withSavepoint { _ in throw TestSetupError(message: "before any statement") }
+                    try c.execute("INSERT INTO t VALUES (\(3))")
+                    try? await c.withSavepoint { c in
+                        try c.execute("INSERT INTO t VALUES (\(4))")
+                        try await c.withSavepoint { c in try c.execute("INSERT INTO t VALUES (\(5))") }
+                        throw TestSetupError(message: "after two")
+                    }
+                    try await c.withSavepoint { c in try c.execute("INSERT INTO t VALUES (\(6))") }
+                }
+                // An empty transaction and a script after statements sent ahead.
+                try await c.withTransaction { _ in }
+                try c.sendAhead("INSERT INTO t VALUES (\(7))")
+                try c.executeScript("INSERT INTO t VALUES (8)")
+                let stillInTransaction = c.inTransaction
+                #expect(!stillInTransaction)
+                return try c.query("SELECT v FROM t ORDER BY v").map { try $0.decode(Int.self, "v") }
+            }
+            #expect(values == [1, 3, 6, 7, 8])
+        }
+    }
+
     /// Waits (with a deadline) until the server no longer lists backend `pid`.
     func backendGone(_ pid: Int32, admin: PostgresConnection) async throws -> Bool {
         try await eventually(timeout: .seconds(10)) {
