@@ -30,10 +30,28 @@ public enum Schema {
     /// once: the others wait for the lock and then find nothing left to do.
     ///
     /// Returns the migrations this call applied.
+    ///
+    /// Roles belong to the whole cluster, while the lock is per database: two databases of one
+    /// cluster migrated at the same moment can both try to create a role. The loser's
+    /// transaction is rolled back and run again, and then finds the role there.
     @discardableResult
     public static func migrate(
         _ connection: isolated PostgresConnection, migrations: [Migration] = Schema.migrations,
         logger: Logger = Logger(label: "migrate")
+    ) async throws -> [Migration] {
+        var attempt = 1
+        while true {
+            do {
+                return try await migrateOnce(connection, migrations: migrations, logger: logger)
+            } catch let error as PostgresError where attempt < 3 && error.isConcurrentRoleCreation {
+                attempt += 1
+                logger.info("another database created a role at the same moment; migrating again")
+            }
+        }
+    }
+
+    private static func migrateOnce(
+        _ connection: isolated PostgresConnection, migrations: [Migration], logger: Logger
     ) async throws -> [Migration] {
         try await connection.withTransaction { connection in
             try connection.execute("SELECT pg_advisory_xact_lock(\(lockKey))")
@@ -62,5 +80,12 @@ public enum Schema {
             }
             return done
         }
+    }
+}
+
+extension PostgresError {
+    /// A role created by another session between this one's check and its CREATE ROLE.
+    var isConcurrentRoleCreation: Bool {
+        sqlState == "42710" || (sqlState == .uniqueViolation && constraint == "pg_authid_rolname_index")
     }
 }

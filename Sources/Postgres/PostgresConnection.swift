@@ -41,6 +41,9 @@ public actor PostgresConnection {
     private let deadline = CallDeadline()
     /// How many times the connection was re-established after being lost.
     public private(set) var reconnects = 0
+    /// How many statements (or pipelines of statements) waited for the server's answer: the
+    /// round trips this connection made, preparing statements included.
+    public private(set) var roundTrips = 0
     private let serverPID = Atomic<Int32>(0)
 
     /// The server process id of the latest session, readable while the connection is busy
@@ -255,6 +258,7 @@ public actor PostgresConnection {
         var name = prepare ? prepared[sql] : nil
         if prepare, name == nil, prepared.count < Self.maxPreparedStatements {
             let candidate = "s\(prepared.count + 1)"
+            roundTrips += 1
             let result = PQprepare(handle, candidate, sql, Int32(texts.count), nil)
             defer { PQclear(result) }
             guard let result, PQresultStatus(result) == PGRES_COMMAND_OK else {
@@ -264,6 +268,7 @@ public actor PostgresConnection {
             name = candidate
         }
         if !ahead.isEmpty { return try pipeline(handle, last: (sql, texts, name)) }
+        roundTrips += 1
         let result = deadline.run(timeout: configuration.callTimeout) {
             Self.withCStrings(texts) { pointers in
                 if let name {
@@ -302,6 +307,7 @@ public actor PostgresConnection {
     {
         let statements = ahead
         ahead = []
+        roundTrips += 1
         let outcome: Result<PostgresRows, PostgresError> = deadline.run(timeout: configuration.callTimeout) {
             guard PQenterPipelineMode(handle) == 1 else { return .failure(failure(nil, handle)) }
             var sent = true
@@ -373,6 +379,7 @@ public actor PostgresConnection {
     public func executeScript(_ sql: String) throws(PostgresError) {
         let handle = try live()
         try flushAhead(handle)
+        roundTrips += 1
         let result = deadline.run(timeout: configuration.callTimeout) { PQexec(handle, sql) }
         defer { PQclear(result) }
         _ = try rows(of: result, handle)

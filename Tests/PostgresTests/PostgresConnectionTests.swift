@@ -211,6 +211,20 @@ struct PostgresConnectionTests {
                 return try c.query("SELECT v FROM t ORDER BY v").map { try $0.decode(Int.self, "v") }
             }
             #expect(values == [1, 3, 6, 7, 8])
+            // A transaction of two statements in a savepoint: three round trips, not six.
+            let trips = try await connection.run { c -> Int in
+                _ = try c.query("SELECT 1 AS warm")  // prepared already, like the worker's statements
+                _ = try c.query("SELECT 2 AS warm")
+                let before = c.roundTrips
+                try await c.withTransaction { c in
+                    try await c.withSavepoint { c in
+                        _ = try c.query("SELECT 1 AS warm")  // BEGIN and SAVEPOINT ride with it
+                        _ = try c.query("SELECT 2 AS warm")
+                    }
+                }  // RELEASE rides with COMMIT
+                return c.roundTrips - before
+            }
+            #expect(trips == 3)
         }
     }
 
