@@ -2,9 +2,10 @@ import ContactDomain
 import Foundation
 import JSON
 
-/// Reads the payloads for `upsert-worker enqueue`, checking the whole input before anything
-/// is written: every problem comes back with its line number.
-enum InputReader {
+/// Reads the payloads of `upsert-worker enqueue` from a file, a megabyte at a time: memory
+/// stays the same for a hundred rows or five million. Each row comes with its line number, or
+/// with what is wrong with it.
+struct InputReader {
     enum Format: String {
         case ndjson, csv
     }
@@ -15,167 +16,221 @@ enum InputReader {
         var description: String { "line \(line): \(message)" }
     }
 
-    /// One JSON object per line; blank lines are skipped.
-    static func ndjson(_ data: [UInt8]) -> (payloads: [(line: Int, payload: JSONValue)], problems: [Problem]) {
-        var payloads: [(Int, JSONValue)] = []
-        var problems: [Problem] = []
-        var lineNumber = 0
-        var start = 0
-        let count = data.count
-        while start < count {
-            var end = start
-            while end < count, data[end] != 0x0A { end += 1 }
-            lineNumber += 1
-            var slice = data[start..<end]
-            if slice.last == 0x0D { slice = slice.dropLast() }
-            start = end + 1
-            if slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            do {
-                let value = try JSONValue.parse(slice)
-                guard case .object = value else {
-                    problems.append(Problem(line: lineNumber, message: "not a JSON object (\(value.typeName))"))
-                    continue
-                }
-                if let number = value.firstNumberOutOfPostgresRange {
-                    problems.append(
-                        Problem(line: lineNumber, message: "number \(number.text.prefix(20)) is too large for PostgreSQL"))
-                    continue
-                }
-                payloads.append((lineNumber, value))
-            } catch {
-                problems.append(Problem(line: lineNumber, message: "invalid JSON: \(error)"))
-            }
-        }
-        return (payloads, problems)
+    typealias Row = Result<(line: Int, payload: JSONValue), InputReaderFailure>
+
+    private var bytes: ByteSource
+    private let format: Format
+    private var header: [String]?
+    /// A CSV error that breaks the file's structure ends the reading.
+    private var broken = false
+
+    init(path: String, format: Format) throws {
+        self.bytes = try ByteSource(path: path)
+        self.format = format
     }
 
-    /// CSV (RFC 4180) with the payload's field names as headers; see ``ContactCSV``.
-    static func csv(_ data: [UInt8]) -> (payloads: [(line: Int, payload: JSONValue)], problems: [Problem]) {
-        guard let text = String(validating: data, as: UTF8.self) else {
-            // Find the first invalid line to name it.
-            var line = 1
-            var start = 0
-            for (i, byte) in data.enumerated() where byte == 0x0A {
-                if String(validating: data[start..<i], as: UTF8.self) == nil { break }
-                line += 1
-                start = i + 1
+    /// The next row, or nil at the end of the input.
+    mutating func next() -> Row? {
+        switch format {
+        case .ndjson: return nextJSONLine()
+        case .csv: return nextCSVRow()
+        }
+    }
+
+    // MARK: NDJSON
+
+    /// One JSON object per line; blank lines are skipped.
+    private mutating func nextJSONLine() -> Row? {
+        while let (line, text) = bytes.nextLine() {
+            if text.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            do {
+                let value = try JSONValue.parse(text)
+                guard case .object = value else { return .failure(.init(line, "not a JSON object (\(value.typeName))")) }
+                if let number = value.firstNumberOutOfPostgresRange {
+                    return .failure(.init(line, "number \(number.text.prefix(20)) is too large for PostgreSQL"))
+                }
+                return .success((line, value))
+            } catch {
+                return .failure(.init(line, "invalid JSON: \(error)"))
             }
-            return ([], [Problem(line: line, message: "invalid UTF-8")])
         }
-        let records: [CSVRecord]
-        do {
-            records = try CSVParser.parse(text)
-        } catch let error as CSVParser.ParseError {
-            return ([], [Problem(line: error.line, message: error.message)])
-        } catch {
-            return ([], [Problem(line: 1, message: "\(error)")])
-        }
-        guard let header = records.first else { return ([], []) }
-        var payloads: [(Int, JSONValue)] = []
-        var problems: [Problem] = []
-        for record in records.dropFirst() {
-            if record.fields.count == 1, record.fields[0].isEmpty { continue }
-            guard record.fields.count == header.fields.count else {
-                problems.append(
-                    Problem(
-                        line: record.line,
-                        message: "\(record.fields.count) fields where the header has \(header.fields.count)"))
+        return nil
+    }
+
+    // MARK: CSV
+
+    /// CSV (RFC 4180) with the payload's field names as headers; see ``ContactCSV``.
+    private mutating func nextCSVRow() -> Row? {
+        while !broken {
+            let record: CSVRecord
+            do {
+                guard let next = try CSVParser.nextRecord(from: &bytes) else { return nil }
+                record = next
+            } catch {
+                broken = true
+                return .failure(.init(error.line, error.message))
+            }
+            var fields: [String] = []
+            fields.reserveCapacity(record.fields.count)
+            for field in record.fields {
+                guard let text = String(validating: field, as: UTF8.self) else {
+                    return .failure(.init(record.line, "invalid UTF-8"))
+                }
+                fields.append(text)
+            }
+            guard let header else {
+                self.header = fields
                 continue
             }
-            switch ContactCSV.payload(headers: header.fields, fields: record.fields) {
+            if fields.count == 1, fields[0].isEmpty { continue }
+            guard fields.count == header.count else {
+                return .failure(.init(record.line, "\(fields.count) fields where the header has \(header.count)"))
+            }
+            switch ContactCSV.payload(headers: header, fields: fields) {
             case .success(let payload) where payload.firstNumberOutOfPostgresRange != nil:
-                problems.append(Problem(line: record.line, message: "a number is too large for PostgreSQL"))
-            case .success(let payload): payloads.append((record.line, payload))
-            case .failure(let error): problems.append(Problem(line: record.line, message: error.message))
+                return .failure(.init(record.line, "a number is too large for PostgreSQL"))
+            case .success(let payload): return .success((record.line, payload))
+            case .failure(let error): return .failure(.init(record.line, error.message))
             }
         }
-        return (payloads, problems)
+        return nil
+    }
+}
+
+/// A row of the input that cannot be enqueued, with its line.
+struct InputReaderFailure: Error {
+    let problem: InputReader.Problem
+
+    init(_ line: Int, _ message: String) {
+        problem = InputReader.Problem(line: line, message: message)
+    }
+}
+
+/// A file's bytes, read a chunk at a time, with the line number of the next byte.
+struct ByteSource {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var position = 0
+    private var atEnd = false
+    /// The line of the next byte (1-based).
+    private(set) var line = 1
+    static let chunk = 1 << 20
+
+    init(path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileReadNoSuchFile) }
+        self.handle = handle
+    }
+
+    /// Reads more when fewer than one byte is left; false at the end of the file.
+    private mutating func fill() -> Bool {
+        if position < buffer.count { return true }
+        guard !atEnd else { return false }
+        let data = handle.readData(ofLength: Self.chunk)
+        if data.isEmpty {
+            atEnd = true
+            return false
+        }
+        buffer = [UInt8](data)
+        position = 0
+        return true
+    }
+
+    /// The next byte, counting lines.
+    mutating func next() -> UInt8? {
+        guard fill() else { return nil }
+        let byte = buffer[position]
+        position += 1
+        if byte == 0x0A { line += 1 }
+        return byte
+    }
+
+    /// The next line without its line break (and a CR before it), with its number.
+    mutating func nextLine() -> (line: Int, text: [UInt8])? {
+        guard fill() else { return nil }
+        let number = line
+        var text: [UInt8] = []
+        while fill() {
+            if let end = buffer[position...].firstIndex(of: 0x0A) {
+                text += buffer[position..<end]
+                position = end + 1
+                line += 1
+                if text.last == 0x0D { text.removeLast() }
+                return (number, text)
+            }
+            text += buffer[position...]
+            position = buffer.count
+        }
+        if text.last == 0x0D { text.removeLast() }
+        return (number, text)
     }
 }
 
 struct CSVRecord {
     let line: Int
-    let fields: [String]
+    let fields: [[UInt8]]
 }
 
-/// An RFC 4180 CSV parser: quoted fields, doubled quotes, line breaks inside quotes, LF or CRLF.
+/// An RFC 4180 CSV parser over bytes: quoted fields, doubled quotes, line breaks inside quotes,
+/// LF or CRLF. UTF-8 never uses the bytes of `"`, `,`, CR or LF inside a character, so the
+/// fields are cut on bytes and decoded afterwards.
 enum CSVParser {
     struct ParseError: Error {
         let line: Int
         let message: String
     }
 
-    static func parse(_ text: String) throws -> [CSVRecord] {
-        var records: [CSVRecord] = []
-        var fields: [String] = []
-        var field = ""
+    /// The next record, or nil at the end of the input.
+    static func nextRecord(from bytes: inout ByteSource) throws(ParseError) -> CSVRecord? {
+        var fields: [[UInt8]] = []
+        var field: [UInt8] = []
         var inQuotes = false
-        var line = 1
-        var recordLine = 1
         var afterQuote = false
-        var iterator = text.unicodeScalars.makeIterator()
-        var pending: Unicode.Scalar? = nil
-        func next() -> Unicode.Scalar? {
-            if let p = pending {
-                pending = nil
-                return p
-            }
-            return iterator.next()
-        }
-        while let c = next() {
+        var started = false
+        let recordLine = bytes.line
+        while let byte = bytes.next() {
+            started = true
             if inQuotes {
-                if c == "\"" {
-                    if let n = next() {
-                        if n == "\"" {
-                            field.unicodeScalars.append("\"")
-                        } else {
-                            inQuotes = false
-                            afterQuote = true
-                            pending = n
-                        }
-                    } else {
-                        inQuotes = false
-                        afterQuote = true
-                    }
-                } else {
-                    if c == "\n" { line += 1 }
-                    if c == "\0" { throw ParseError(line: line, message: "NUL character") }
-                    field.unicodeScalars.append(c)
+                switch byte {
+                case 0x22:  // a quote: doubled, or the end of the quoted part
+                    inQuotes = false
+                    afterQuote = true
+                case 0x00:
+                    throw ParseError(line: bytes.line, message: "NUL character")
+                default:
+                    field.append(byte)
                 }
                 continue
             }
-            switch c {
-            case ",":
-                fields.append(field)
-                field = ""
-                afterQuote = false
-            case "\r":
-                continue
-            case "\n":
-                fields.append(field)
-                records.append(CSVRecord(line: recordLine, fields: fields))
-                fields = []
-                field = ""
-                afterQuote = false
-                line += 1
-                recordLine = line
-            case "\"":
-                guard field.isEmpty, !afterQuote else {
-                    throw ParseError(line: line, message: "a quote inside an unquoted field")
+            switch byte {
+            case 0x22:
+                if afterQuote {
+                    field.append(0x22)  // "" inside a quoted field
+                    inQuotes = true
+                    afterQuote = false
+                } else if field.isEmpty {
+                    inQuotes = true
+                } else {
+                    throw ParseError(line: bytes.line, message: "a quote inside an unquoted field")
                 }
-                inQuotes = true
-            case "\0":
-                throw ParseError(line: line, message: "NUL character")
+            case 0x2C:
+                fields.append(field)
+                field = []
+                afterQuote = false
+            case 0x0D:
+                continue
+            case 0x0A:
+                fields.append(field)
+                return CSVRecord(line: recordLine, fields: fields)
+            case 0x00:
+                throw ParseError(line: bytes.line, message: "NUL character")
             default:
-                if afterQuote { throw ParseError(line: line, message: "text after a closing quote") }
-                field.unicodeScalars.append(c)
+                if afterQuote { throw ParseError(line: bytes.line, message: "text after a closing quote") }
+                field.append(byte)
             }
         }
         if inQuotes { throw ParseError(line: recordLine, message: "unterminated quoted field") }
-        if !field.isEmpty || !fields.isEmpty || afterQuote {
-            fields.append(field)
-            records.append(CSVRecord(line: recordLine, fields: fields))
-        }
-        return records
+        guard started else { return nil }
+        fields.append(field)
+        return CSVRecord(line: recordLine, fields: fields)
     }
 }

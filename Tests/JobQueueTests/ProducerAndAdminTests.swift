@@ -167,6 +167,41 @@ struct ProducerAndAdminTests {
         }
     }
 
+    @Test("enqueue streams its input: the peak memory of 150,000 rows is that of 15,000")
+    func enqueueMemoryIsFlat() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rss-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            var peaks: [Int: Int] = [:]
+            for rows in [15_000, 150_000] {
+                let file = directory.appendingPathComponent("contacts-\(rows).csv")
+                var csv = "channel,channel_phone_number,contact_phone_number,contact_name,meta_data.source\n"
+                for i in 0..<rows { csv += "whatsapp,+56 2 2345 6789,+5699\(1_000_000 + i),\"Pérez, María \(i)\",export\n" }
+                try csv.write(to: file, atomically: true, encoding: .utf8)
+                // The child's own peak resident set, from the kernel (ru_maxrss of a child alone).
+                let measured = try await ChildProcess.run(
+                    "/usr/bin/python3",
+                    ["-c", "import resource,subprocess,sys; r=subprocess.run(sys.argv[1:]).returncode; "
+                        + "print('peak', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, 'status', r)",
+                     TestBinaries.upsertWorker, "enqueue", file.path, "--queue", "test", "--database-url",
+                     database.connectionString])
+                let words = measured.output.split(whereSeparator: \.isWhitespace)
+                let peak = words.firstIndex(of: "peak").flatMap { Int(words[words.index(after: $0)]) }
+                #expect(measured.output.contains("status 0") && measured.output.contains("enqueued \(rows) job(s)"), "\(measured.output)")
+                peaks[rows] = try #require(peak, "\(measured.output)")
+            }
+            // Every row whole, across the reader's megabyte boundaries (quoted commas, an é).
+            #expect(
+                try await QueueTest.scalar(
+                    "SELECT count(*) FROM queue.jobs WHERE payload ->> 'contact_name' ~ '^Pérez, María [0-9]+$'",
+                    Int.self, on: connection) == 165_000)
+            let small = peaks[15_000] ?? 0, large = peaks[150_000] ?? 0  // KiB
+            // Holding the rows would add well over 100 MiB for the 135,000 more (1.7 KB a row before).
+            #expect(large - small < 16 * 1024, "peak RSS \(small / 1024) MiB for 15,000 rows, \(large / 1024) MiB for 150,000")
+        }
+    }
+
     @Test("bad usage exits 2 with one line on stderr; a database failure exits 1")
     func exitStatuses() async throws {
         let usage = try await ChildProcess.run(TestBinaries.upsertWorker, ["run", "--concurrency", "0"],

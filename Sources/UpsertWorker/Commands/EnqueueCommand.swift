@@ -12,7 +12,7 @@ import TextForms
 struct EnqueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enqueue",
-        abstract: "Bulk-enqueues payloads from NDJSON or CSV; the whole input is checked before anything is written.")
+        abstract: "Bulk-enqueues payloads from NDJSON or CSV; the whole input is checked before anything is written, in one transaction, in memory that does not grow with the input.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -54,27 +54,39 @@ struct EnqueueCommand: AsyncParsableCommand {
         } else {
             chosenFormat = file.lowercased().hasSuffix(".csv") ? .csv : .ndjson
         }
-        let data: [UInt8]
-        if file == "-" {
-            data = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
-        } else {
-            guard let contents = FileManager.default.contents(atPath: file) else {
-                throw CLIError.failure("cannot read \(file)")
+        // Standard input is read twice like a file: spooled to a temporary file first (disk,
+        // not memory).
+        let spool = file == "-" ? try Self.spoolStandardInput() : nil
+        defer { if let spool { try? FileManager.default.removeItem(atPath: spool) } }
+        let path = spool ?? file
+        guard FileManager.default.isReadableFile(atPath: path) else { throw CLIError.failure("cannot read \(file)") }
+
+        // First pass: check every row; nothing is kept but the count and the first problems.
+        var reader = try InputReader(path: path, format: chosenFormat)
+        var rows = 0
+        var problems: [InputReader.Problem] = []
+        var problemCount = 0
+        while let row = reader.next() {
+            switch row {
+            case .success: rows += 1
+            case .failure(let failure):
+                problemCount += 1
+                if problems.count < 20 { problems.append(failure.problem) }
             }
-            data = [UInt8](contents)
         }
-        let (payloads, problems) = chosenFormat == .csv ? InputReader.csv(data) : InputReader.ndjson(data)
-        guard problems.isEmpty else {
-            for problem in problems.prefix(20) {
+        guard problemCount == 0 else {
+            for problem in problems {
                 FileHandle.standardError.write(Data("upsert-worker: \(file): \(problem)\n".utf8))
             }
-            if problems.count > 20 {
-                FileHandle.standardError.write(Data("upsert-worker: … and \(problems.count - 20) more\n".utf8))
+            if problemCount > problems.count {
+                FileHandle.standardError.write(Data("upsert-worker: … and \(problemCount - problems.count) more\n".utf8))
             }
-            throw CLIError.failure("\(problems.count) invalid line(s) in \(file); nothing was enqueued")
+            throw CLIError.failure("\(problemCount) invalid line(s) in \(file); nothing was enqueued")
         }
-        let progress = Progress(total: payloads.count)
-        let (queue, kind, apiKey, priority) = (self.queue, self.kind, self.apiKey, self.priority)
+
+        // Second pass: the same rows again, 10,000 at a time, all in one transaction.
+        let progress = Progress(total: rows)
+        let (queue, kind, apiKey, priority, file) = (self.queue, self.kind, self.apiKey, self.priority, self.file)
         let enqueued = try await withDatabase(database) { [client] connection in
             try await connection.withTransaction { connection in
                 var clientID = client
@@ -84,23 +96,55 @@ struct EnqueueCommand: AsyncParsableCommand {
                     }
                     clientID = resolved
                 }
+                var reader = try InputReader(path: path, format: chosenFormat)
                 var total = 0
-                let chunk = 10_000
-                var start = 0
-                while start < payloads.count {
-                    let end = min(start + chunk, payloads.count)
+                var done = 0
+                var payloads: [JSONValue] = []
+                payloads.reserveCapacity(Self.chunk)
+                func flush(_ connection: isolated PostgresConnection) throws {
+                    guard !payloads.isEmpty else { return }
                     let jobs = try ContactJobs.newJobs(
-                        payloads[start..<end].map(\.payload), queue: queue, kind: kind, clientID: clientID,
-                        priority: priority, on: connection)
+                        payloads, queue: queue, kind: kind, clientID: clientID, priority: priority, on: connection)
                     total += try JobProducer.enqueueMany(jobs, on: connection)
-                    progress.update(end)
-                    start = end
+                    done += payloads.count
+                    payloads.removeAll(keepingCapacity: true)
+                    progress.update(done)
                 }
+                while let row = reader.next() {
+                    // The first pass found no problem; a file changed since then is refused.
+                    guard case .success(let (_, payload)) = row else {
+                        throw CLIError.failure("\(file) changed while it was being enqueued; nothing was enqueued")
+                    }
+                    payloads.append(payload)
+                    if payloads.count == Self.chunk { try flush(connection) }
+                }
+                try flush(connection)
                 return total
             }
         }
         progress.finish()
         print("enqueued \(enqueued) job(s) into \(queue)")
+    }
+}
+
+extension EnqueueCommand {
+    /// Rows per COPY in the second pass: what is held in memory at once.
+    static let chunk = 10_000
+
+    /// Copies standard input to a temporary file, a megabyte at a time, and returns its path.
+    static func spoolStandardInput() throws -> String {
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("upsert-worker-enqueue-\(UUID().uuidString)").path
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+            let output = FileHandle(forWritingAtPath: path)
+        else { throw CLIError.failure("cannot create a temporary file for standard input") }
+        defer { try? output.close() }
+        while true {
+            let data = FileHandle.standardInput.readData(ofLength: ByteSource.chunk)
+            if data.isEmpty { break }
+            try output.write(contentsOf: data)
+        }
+        return path
     }
 }
 
