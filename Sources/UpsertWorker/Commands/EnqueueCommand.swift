@@ -60,29 +60,8 @@ struct EnqueueCommand: AsyncParsableCommand {
         defer { if let spool { try? FileManager.default.removeItem(atPath: spool) } }
         let path = spool ?? file
         guard FileManager.default.isReadableFile(atPath: path) else { throw CLIError.failure("cannot read \(file)") }
-
-        // First pass: check every row; nothing is kept but the count and the first problems.
-        var reader = try InputReader(path: path, format: chosenFormat)
-        var rows = 0
-        var problems: [InputReader.Problem] = []
-        var problemCount = 0
-        while let row = reader.next() {
-            switch row {
-            case .success: rows += 1
-            case .failure(let failure):
-                problemCount += 1
-                if problems.count < 20 { problems.append(failure.problem) }
-            }
-        }
-        guard problemCount == 0 else {
-            for problem in problems {
-                FileHandle.standardError.write(Data("upsert-worker: \(file): \(problem)\n".utf8))
-            }
-            if problemCount > problems.count {
-                FileHandle.standardError.write(Data("upsert-worker: … and \(problemCount - problems.count) more\n".utf8))
-            }
-            throw CLIError.failure("\(problemCount) invalid line(s) in \(file); nothing was enqueued")
-        }
+        // First pass: every row checked.
+        let rows = try Self.checkEveryRow(path: path, format: chosenFormat, named: file)
 
         // Second pass: the same rows again, 10,000 at a time, all in one transaction.
         let progress = Progress(total: rows)
@@ -128,6 +107,33 @@ struct EnqueueCommand: AsyncParsableCommand {
 }
 
 extension EnqueueCommand {
+    /// The first pass: every row checked, nothing kept but the count and the first problems.
+    /// Returns the number of rows; with any problem, reports them and throws.
+    static func checkEveryRow(path: String, format: InputReader.Format, named file: String) throws -> Int {
+        var reader = try InputReader(path: path, format: format)
+        var rows = 0
+        var problems: [InputReader.Problem] = []
+        var problemCount = 0
+        while let row = reader.next() {
+            switch row {
+            case .success: rows += 1
+            case .failure(let failure):
+                problemCount += 1
+                if problems.count < 20 { problems.append(failure.problem) }
+            }
+        }
+        guard problemCount == 0 else {
+            for problem in problems {
+                FileHandle.standardError.write(Data("upsert-worker: \(file): \(problem)\n".utf8))
+            }
+            if problemCount > problems.count {
+                FileHandle.standardError.write(Data("upsert-worker: … and \(problemCount - problems.count) more\n".utf8))
+            }
+            throw CLIError.failure("\(problemCount) invalid line(s) in \(file); nothing was enqueued")
+        }
+        return rows
+    }
+
     /// Rows per COPY in the second pass: what is held in memory at once.
     static let chunk = 10_000
 
