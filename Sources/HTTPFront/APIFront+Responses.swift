@@ -51,12 +51,6 @@ extension APIFront {
         }
     }
 
-    func state(of id: Int64) async throws -> JobState? {
-        try await pool.withConnection { connection in
-            try connection.query("SELECT state FROM queue.jobs WHERE id = \(id)").first?.decode(JobState.self, "state")
-        }
-    }
-
     /// 200 with the stored result, byte for byte, or the stored error with its status; nil
     /// while the job is not finished. Concurrent requests share one read.
     func outcome(of id: Int64) async throws -> Response? {

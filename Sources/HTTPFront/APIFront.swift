@@ -143,7 +143,7 @@ public struct APIFront: Sendable {
             try await self.outcome(of: id)
         }
         if let finished { return finished }
-        return accepted(id, state: try await state(of: id) ?? .ready)
+        return accepted(id, state: try await outcomes.run([id]).first??.state ?? .ready)
     }
 
     func job(_ request: Request, id: String?) async throws -> Response {

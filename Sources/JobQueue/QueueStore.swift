@@ -66,14 +66,12 @@ public enum QueueStore {
     public static func lockOwned(
         ids: [Int64], worker: String, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Set<Int64> {
-        let rows = try indexPlanned(connection) { () throws(PostgresError) in
-            try connection.query(
-                """
-                SELECT id FROM queue.jobs
-                WHERE id = ANY(\(ids)::bigint[]) AND locked_by = \(worker) AND state = 'running'
-                FOR UPDATE
-                """)
-        }
+        let rows = try indexPlanned(
+            """
+            SELECT id FROM queue.jobs
+            WHERE id = ANY(\(ids)::bigint[]) AND locked_by = \(worker) AND state = 'running'
+            FOR UPDATE
+            """, on: connection)
         var owned = Set<Int64>()
         for row in rows { owned.insert(try row.decode(Int64.self, "id")) }
         return owned
@@ -148,7 +146,7 @@ public enum QueueStore {
         // its backoff ends. The JSON columns travel as one JSON array each (null for none).
         let resultArray = JSONValue.array(outcomes.map { $0.outcome.result ?? .null })
         let errorArray = JSONValue.array(outcomes.map { $0.outcome.failure?.errorObject ?? .null })
-        let rows = try indexPlanned(connection) { () throws(PostgresError) in try connection.query(
+        let rows = try indexPlanned(
             """
             WITH done AS (
             UPDATE queue.jobs j
@@ -192,7 +190,7 @@ public enum QueueStore {
             CROSS JOIN (SELECT CASE WHEN count(*) > 0
                                     THEN pg_notify('queue_jobs_finished', string_agg(id::text, ',')) END AS sent
                         FROM done WHERE notify_finished AND state IN ('succeeded', 'failed')) n
-            """) }
+            """, on: connection)
         var updated = Set<Int64>()
         for row in rows { updated.insert(try row.decode(Int64.self, "id")) }
         return updated
@@ -204,14 +202,15 @@ public enum QueueStore {
     public static func heartbeat(
         worker: String, ids: [Int64], lease: Duration, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Int {
-        try indexPlanned(connection) { () throws(PostgresError) in try connection.execute(
+        try indexPlanned(
             """
             UPDATE queue.jobs
             SET locked_until = now() + \(lease.milliseconds) * interval '1 millisecond'
             WHERE id IN (SELECT id FROM queue.jobs
                          WHERE id = ANY(\(ids)::bigint[]) AND locked_by = \(worker) AND state = 'running'
                          FOR UPDATE SKIP LOCKED)
-            """) }
+            """, on: connection
+        ).affectedRows
     }
 
     /// Puts running jobs whose lease ran out (their worker died or hung) back to `ready`, or
@@ -221,7 +220,7 @@ public enum QueueStore {
     public static func rescueExpired(limit: Int = 1000, on connection: isolated PostgresConnection)
         throws(PostgresError) -> [Int64]
     {
-        let rows = try indexPlanned(connection) { () throws(PostgresError) in try connection.query(
+        let rows = try indexPlanned(
             """
             WITH expired AS (
                 SELECT id FROM queue.jobs
@@ -248,7 +247,7 @@ public enum QueueStore {
                 RETURNING j.id, j.state
             )
             SELECT id, state, pg_notify('queue_jobs', '') IS NULL AS notified FROM rescued
-            """) }
+            """, on: connection)
         return try rows.map { row throws(PostgresError) in try row.decode(Int64.self, "id") }
     }
 
@@ -275,14 +274,12 @@ public enum QueueStore {
     public static func hasPendingWork(queues: [String], on connection: isolated PostgresConnection)
         throws(PostgresError) -> Bool
     {
-        try indexPlanned(connection) { () throws(PostgresError) in
-            try connection.query(
-                """
-                SELECT EXISTS (SELECT 1 FROM queue.jobs WHERE state = 'running' AND queue = ANY(\(queues)::text[]))
-                    OR EXISTS (SELECT 1 FROM queue.jobs
-                               WHERE state = 'ready' AND queue = ANY(\(queues)::text[]) AND run_at <= now()) AS pending
-                """)[0].decode(Bool.self, "pending")
-        }
+        try indexPlanned(
+            """
+            SELECT EXISTS (SELECT 1 FROM queue.jobs WHERE state = 'running' AND queue = ANY(\(queues)::text[]))
+                OR EXISTS (SELECT 1 FROM queue.jobs
+                           WHERE state = 'ready' AND queue = ANY(\(queues)::text[]) AND run_at <= now()) AS pending
+            """, on: connection)[0].decode(Bool.self, "pending")
     }
 }
 
@@ -293,13 +290,13 @@ extension QueueStore {
     /// until the next ANALYZE (sql/0012 does the same for the claim). The setting rides ahead
     /// of the statement in its round trip and is reset after it, so a handler's own statements
     /// in the same transaction are planned as usual.
-    static func indexPlanned<T>(
-        _ connection: isolated PostgresConnection, _ statement: () throws(PostgresError) -> T
-    ) throws(PostgresError) -> T {
+    static func indexPlanned(_ query: PostgresQuery, on connection: isolated PostgresConnection)
+        throws(PostgresError) -> PostgresRows
+    {
         try connection.sendAhead("SELECT set_config('enable_seqscan', 'off', true)")
-        let value = try statement()
+        let rows = try connection.query(query)
         try connection.sendAhead("RESET enable_seqscan")
-        return value
+        return rows
     }
 }
 

@@ -34,7 +34,7 @@ public actor PostgresConnection {
     private var lostInTransaction = false
     private var savepointCounter = 0
     /// Statements sent ahead of the next statement whose result is read (``sendAhead(_:)``).
-    private var ahead: [(sql: String, texts: [String?])] = []
+    private var ahead: [Pending] = []
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let notices: NoticeLog
@@ -267,7 +267,7 @@ public actor PostgresConnection {
             prepared[sql] = candidate
             name = candidate
         }
-        if !ahead.isEmpty { return try pipeline(handle, last: (sql, texts, name)) }
+        if !ahead.isEmpty { return try pipeline(handle, last: Pending(sql: sql, texts: texts, name: name)) }
         roundTrips += 1
         let result = deadline.run(timeout: configuration.callTimeout) {
             Self.withCStrings(texts) { pointers in
@@ -289,23 +289,27 @@ public actor PostgresConnection {
     /// does not run. ``withTransaction(_:)`` and ``withSavepoint(_:)`` send theirs this way,
     /// so a transaction of three statements costs three round trips, not five.
     public func sendAhead(_ query: PostgresQuery) throws(PostgresError) {
-        ahead.append((query.sql, try Self.texts(of: query.bindings)))
+        ahead.append(Pending(sql: query.sql, texts: try Self.texts(of: query.bindings)))
+    }
+
+    /// A statement on its way: its text, its parameters, and its prepared name if it has one.
+    private struct Pending {
+        let sql: String
+        let texts: [String?]
+        var name: String? = nil
     }
 
     /// Sends what waits ahead on its own, if anything does (before a call that cannot be
     /// pipelined: a script, COPY, LISTEN).
     private func flushAhead(_ handle: OpaquePointer) throws(PostgresError) {
         guard !ahead.isEmpty else { return }
-        let last = ahead.removeLast()
-        _ = try pipeline(handle, last: (last.sql, last.texts, nil))
+        _ = try pipeline(handle, last: ahead.removeLast())
     }
 
     /// Runs the statements sent ahead and then `last` in one round trip, and returns `last`'s
     /// rows; throws the first error (the statements after it do not run).
-    private func pipeline(_ handle: OpaquePointer, last: (sql: String, texts: [String?], name: String?))
-        throws(PostgresError) -> PostgresRows
-    {
-        let statements = ahead
+    private func pipeline(_ handle: OpaquePointer, last: Pending) throws(PostgresError) -> PostgresRows {
+        let statements = ahead + [last]
         ahead = []
         roundTrips += 1
         let outcome: Result<PostgresRows, PostgresError> = deadline.run(timeout: configuration.callTimeout) {
@@ -313,17 +317,14 @@ public actor PostgresConnection {
             var sent = true
             for statement in statements {
                 sent = sent && Self.withCStrings(statement.texts) { pointers in
-                    PQsendQueryParams(handle, statement.sql, Int32(pointers.count), nil, pointers, nil, nil, 0) == 1
+                    if let name = statement.name {
+                        return PQsendQueryPrepared(handle, name, Int32(pointers.count), pointers, nil, nil, 0) == 1
+                    }
+                    return PQsendQueryParams(handle, statement.sql, Int32(pointers.count), nil, pointers, nil, nil, 0) == 1
                 }
-            }
-            sent = sent && Self.withCStrings(last.texts) { pointers in
-                if let name = last.name {
-                    return PQsendQueryPrepared(handle, name, Int32(pointers.count), pointers, nil, nil, 0) == 1
-                }
-                return PQsendQueryParams(handle, last.sql, Int32(pointers.count), nil, pointers, nil, nil, 0) == 1
             }
             sent = sent && PQpipelineSync(handle) == 1
-            let outcome = sent ? readPipeline(handle, statements: statements.count + 1) : .failure(failure(nil, handle))
+            let outcome = sent ? readPipeline(handle, statements: statements.count) : .failure(failure(nil, handle))
             if PQexitPipelineMode(handle) != 1 {
                 // Results left unread on a live session: it cannot be trusted; start afresh.
                 let error = failure(nil, handle)
@@ -471,7 +472,7 @@ public actor PostgresConnection {
     public func withTransaction<T>(_ body: (isolated PostgresConnection) async throws -> T) async throws -> T {
         if transactionDepth > 0 { return try await withSavepoint(body) }
         _ = try live()
-        ahead.append(("BEGIN", []))
+        ahead.append(Pending(sql: "BEGIN", texts: []))
         transactionDepth = 1
         let value: T
         do {
@@ -511,12 +512,12 @@ public actor PostgresConnection {
         savepointCounter += 1
         let name = "sp\(savepointCounter)"
         let mark = ahead.count
-        ahead.append(("SAVEPOINT \(name)", []))
+        ahead.append(Pending(sql: "SAVEPOINT \(name)", texts: []))
         transactionDepth += 1
         defer { transactionDepth -= 1 }
         do {
             let value = try await body(self)
-            ahead.append(("RELEASE SAVEPOINT \(name)", []))
+            ahead.append(Pending(sql: "RELEASE SAVEPOINT \(name)", texts: []))
             return value
         } catch {
             if ahead.count > mark, ahead[mark].sql == "SAVEPOINT \(name)" {

@@ -10,13 +10,19 @@ struct InputReader {
         case ndjson, csv
     }
 
-    struct Problem: CustomStringConvertible {
+    /// A row that cannot be enqueued, with its line.
+    struct Problem: Error, CustomStringConvertible {
         let line: Int
         let message: String
         var description: String { "line \(line): \(message)" }
+
+        init(_ line: Int, _ message: String) {
+            self.line = line
+            self.message = message
+        }
     }
 
-    typealias Row = Result<(line: Int, payload: JSONValue), InputReaderFailure>
+    typealias Row = Result<(line: Int, payload: JSONValue), Problem>
 
     private var bytes: ByteSource
     private let format: Format
@@ -94,15 +100,6 @@ struct InputReader {
             }
         }
         return nil
-    }
-}
-
-/// A row of the input that cannot be enqueued, with its line.
-struct InputReaderFailure: Error {
-    let problem: InputReader.Problem
-
-    init(_ line: Int, _ message: String) {
-        problem = InputReader.Problem(line: line, message: message)
     }
 }
 

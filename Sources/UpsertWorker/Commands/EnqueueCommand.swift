@@ -117,9 +117,9 @@ extension EnqueueCommand {
         while let row = reader.next() {
             switch row {
             case .success: rows += 1
-            case .failure(let failure):
+            case .failure(let problem):
                 problemCount += 1
-                if problems.count < 20 { problems.append(failure.problem) }
+                if problems.count < 20 { problems.append(problem) }
             }
         }
         guard problemCount == 0 else {
