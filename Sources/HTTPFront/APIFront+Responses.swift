@@ -51,19 +51,17 @@ extension APIFront {
         }
     }
 
-    /// 200 with the stored result, byte for byte, or the stored error with its status; nil
-    /// while the job is not finished. Concurrent requests share one read.
-    func outcome(of id: Int64) async throws -> Response? {
-        guard let stored = try await outcomes.run([id]).first, let stored else { return nil }
-        switch stored.state {
-        case .succeeded: return Self.json(text: stored.result ?? "null")
-        case .failed, .cancelled:
-            let status = HTTPResponse.Status(code: stored.status ?? 500)
-            return Self.json(
-                text: stored.error ?? #"{"status": 500, "code": "cancelled", "message": "cancelled", "details": {}}"#,
-                status: status)
-        case .ready, .running: return nil
-        }
+    /// Job `id` as the table holds it now (nil: no such job). Concurrent requests share one read.
+    func outcome(of id: Int64) async throws -> JobOutcome? {
+        try await outcomes.run([id]).first ?? nil
+    }
+
+    /// 200 with the stored result, byte for byte, or the stored error with its status.
+    static func response(to outcome: JobOutcome) -> Response {
+        if outcome.state == .succeeded { return json(text: outcome.body ?? "null") }
+        return json(
+            text: outcome.body ?? #"{"status": 500, "code": "cancelled", "message": "cancelled", "details": {}}"#,
+            status: HTTPResponse.Status(code: outcome.status ?? 500))
     }
 
     /// 202 with where to look.
@@ -183,27 +181,22 @@ struct ResponseError: Error {
     init(_ response: Response) { self.response = response }
 }
 
-/// What a finished job left: its state, and its result or error object as stored (text).
-struct StoredOutcome: Sendable {
-    let state: JobState
-    let result: String?
-    let error: String?
-    let status: Int?
-
+extension JobOutcome {
     /// The outcomes of `ids`, in order (nil for a job that is not there), with one query.
     static func read(_ ids: [Int64], on connection: isolated PostgresConnection) throws(PostgresError)
-        -> [StoredOutcome?]
+        -> [JobOutcome?]
     {
-        var found: [Int64: StoredOutcome] = [:]
+        var found: [Int64: JobOutcome] = [:]
         for row in try connection.query(
             """
-            SELECT id, state, result::text AS result, last_error::text AS error, (last_error ->> 'status')::int AS status
+            SELECT id, state, (CASE WHEN state = 'succeeded' THEN result ELSE last_error END)::text AS body,
+                   (last_error ->> 'status')::int AS status
             FROM queue.jobs WHERE id = ANY(\(ids)::bigint[])
             """)
         {
-            found[try row.decode(Int64.self, "id")] = StoredOutcome(
-                state: try row.decode(JobState.self, "state"), result: try row.decode(String?.self, "result"),
-                error: try row.decode(String?.self, "error"), status: try row.decode(Int?.self, "status"))
+            found[try row.decode(Int64.self, "id")] = JobOutcome(
+                state: try row.decode(JobState.self, "state"), body: try row.decode(String?.self, "body"),
+                status: try row.decode(Int?.self, "status"))
         }
         return ids.map { found[$0] }
     }

@@ -47,7 +47,7 @@ public struct APIFront: Sendable {
     /// Requests' jobs, inserted together (see ``SharedStatement``).
     let inserts: SharedStatement<NewJob, EnqueuedJob>
     /// Finished jobs' outcomes, read together.
-    let outcomes: SharedStatement<Int64, StoredOutcome?>
+    let outcomes: SharedStatement<Int64, JobOutcome?>
     let waiter: JobWaiter
     let keys = APIKeyCache()
     let metrics = HTTPMetrics()
@@ -65,7 +65,7 @@ public struct APIFront: Sendable {
             try JobProducer.enqueueReturning(jobs, on: connection)
         }
         self.outcomes = SharedStatement(pool: pool, runners: 1) { ids, connection throws(PostgresError) in
-            try StoredOutcome.read(ids, on: connection)
+            try JobOutcome.read(ids, on: connection)
         }
         self.waiter = JobWaiter(configuration: database, logger: logger)
         self.registry = registry
@@ -142,8 +142,8 @@ public struct APIFront: Sendable {
         ) {
             try await self.outcome(of: id)
         }
-        if let finished { return finished }
-        return accepted(id, state: try await outcomes.run([id]).first??.state ?? .ready)
+        if let finished { return Self.response(to: finished) }
+        return accepted(id, state: try await outcome(of: id)?.state ?? .ready)
     }
 
     func job(_ request: Request, id: String?) async throws -> Response {

@@ -1,3 +1,4 @@
+import JobQueue
 import Logging
 import Postgres
 import ServiceLifecycle
@@ -5,7 +6,8 @@ import Synchronization
 
 /// Wakes the requests that wait for their jobs: one LISTEN connection on `queue_jobs_finished`
 /// for the whole process (the completion announces jobs flagged `notify_finished`), never a
-/// poll per request.
+/// poll per request. An announcement carries the job's outcome as stored (see
+/// ``JobOutcome/announced(_:)``), so a woken request needs no read.
 ///
 /// A job can finish before its request starts waiting (between the insert's commit and the
 /// registration). The waiter remembers the ids announced lately, so such a request needs no
@@ -41,9 +43,10 @@ public final class JobWaiter: Service, Sendable {
     private enum Entry {
         /// Registered; not announced yet, nobody suspended yet.
         case pending
-        /// Announced (or timed out) before the waiter suspended.
-        case woken
-        case suspended(CheckedContinuation<Void, Never>)
+        /// Announced (with its outcome when the announcement carried it), or timed out, before
+        /// the waiter suspended.
+        case woken(JobOutcome?)
+        case suspended(CheckedContinuation<JobOutcome?, Never>)
     }
 
     private let configuration: PostgresConfiguration
@@ -71,18 +74,20 @@ public final class JobWaiter: Service, Sendable {
         Ticket(session: session.withLock { $0 })
     }
 
-    /// Waits until job `id` is announced finished, or `timeout` passes, and returns what
-    /// `outcome` makes of the job then (nil: not finished). When the job may have finished
-    /// unannounced to this waiter since `ticket` was taken, `outcome` is asked first.
-    public func wait<Outcome: Sendable>(
-        for id: Int64, ticket: Ticket, timeout: Duration, outcome: @Sendable () async throws -> Outcome?
-    ) async throws -> Outcome? {
+    /// Waits until job `id` is announced finished, or `timeout` passes, and returns its
+    /// outcome (nil: not finished): the one its announcement carried, else what `read` finds.
+    /// When the job may have finished unannounced to this waiter since `ticket` was taken,
+    /// `read` is asked first.
+    public func wait(
+        for id: Int64, ticket: Ticket, timeout: Duration, read: @Sendable () async throws -> JobOutcome?
+    ) async throws -> JobOutcome? {
         let token = tokens.add(1, ordering: .relaxed).newValue
         entries.withLock { $0[id, default: [:]][token] = .pending }
         let alreadyAnnounced = announced.withLock { $0.ids.contains(id) }
         let mayHaveMissed = ticket.session == nil || session.withLock { $0 } != ticket.session
         if alreadyAnnounced || mayHaveMissed {
-            if let early = try await outcome() {
+            // What was announced may predate a retry: the table says.
+            if let early = try await read(), early.state.isFinished {
                 remove(id, token)
                 return early
             }
@@ -91,17 +96,23 @@ public final class JobWaiter: Service, Sendable {
             try? await Task.sleep(for: timeout)
             self.wake(id, token: token)
         }
-        await withCheckedContinuation { continuation in
-            let resumeNow = entries.withLock { entries -> Bool in
-                guard case .pending? = entries[id]?[token] else { return true }
-                entries[id]?[token] = .suspended(continuation)
-                return false
+        let carried = await withCheckedContinuation { continuation in
+            let woken = entries.withLock { entries -> JobOutcome?? in
+                switch entries[id]?[token] {
+                case .pending?:
+                    entries[id]?[token] = .suspended(continuation)
+                    return .none
+                case .woken(let outcome)?: return .some(outcome)
+                default: return .some(nil)
+                }
             }
-            if resumeNow { continuation.resume() }
+            if let woken { continuation.resume(returning: woken) }
         }
         timer.cancel()
         remove(id, token)
-        return try await outcome()
+        if let carried { return carried }
+        guard let stored = try await read(), stored.state.isFinished else { return nil }
+        return stored
     }
 
     private func remove(_ id: Int64, _ token: Int) {
@@ -111,31 +122,29 @@ public final class JobWaiter: Service, Sendable {
         }
     }
 
-    /// Wakes one waiter of `id`, or all of them.
-    private func wake(_ id: Int64, token: Int? = nil) {
-        let continuations = entries.withLock { entries -> [CheckedContinuation<Void, Never>] in
+    /// Wakes one waiter of `id`, or all of them, handing them `outcome` when known.
+    private func wake(_ id: Int64, token: Int? = nil, outcome: JobOutcome? = nil) {
+        let continuations = entries.withLock { entries -> [CheckedContinuation<JobOutcome?, Never>] in
             guard var waiters = entries[id] else { return [] }
-            var woken: [CheckedContinuation<Void, Never>] = []
+            var woken: [CheckedContinuation<JobOutcome?, Never>] = []
             for (key, entry) in waiters where token == nil || key == token {
                 if case .suspended(let continuation) = entry { woken.append(continuation) }
-                waiters[key] = .woken
+                waiters[key] = .woken(outcome)
             }
             entries[id] = waiters
             return woken
         }
-        for continuation in continuations { continuation.resume() }
+        for continuation in continuations { continuation.resume(returning: outcome) }
     }
 
-    /// Remembers and wakes the ids of one notification ("12,13,20").
+    /// Remembers and wakes the ids of one notification: one job with its outcome
+    /// ("12 succeeded  {...}"), or bare ids ("12,13,20").
     private func announce(_ payload: String) {
-        var ids: [Int64] = []
-        for part in payload.split(separator: ",") {
-            if let id = Int64(part) { ids.append(id) }
-        }
+        let jobs = JobOutcome.announced(payload)
         announced.withLock { announced in
-            for id in ids { announced.insert(id, keeping: rememberedIDs) }
+            for job in jobs { announced.insert(job.id, keeping: rememberedIDs) }
         }
-        for id in ids { wake(id) }
+        for job in jobs { wake(job.id, outcome: job.outcome) }
     }
 
     private func wakeAll() {
@@ -180,5 +189,36 @@ public final class JobWaiter: Service, Sendable {
                 try? await Task.sleep(for: .milliseconds(500))
             }
         }
+    }
+}
+
+/// A finished job's outcome as stored: its state, and its result (succeeded) or error object
+/// (failed, cancelled) as the text PostgreSQL gives for the stored `jsonb`, with the error's
+/// HTTP status.
+public struct JobOutcome: Sendable, Equatable {
+    public let state: JobState
+    public let body: String?
+    public let status: Int?
+
+    public init(state: JobState, body: String?, status: Int?) {
+        self.state = state
+        self.body = body
+        self.status = status
+    }
+
+    /// The jobs a `queue_jobs_finished` payload names. The completion sends one notification
+    /// per job, `<id> <state> <status> <body>` (status empty for a success; the body is
+    /// `result::text` or `last_error::text`, byte for byte), or only `<id>` when that would not
+    /// fit in a notification; older workers sent comma-separated ids. Parts that do not parse
+    /// are skipped.
+    public static func announced(_ payload: String) -> [(id: Int64, outcome: JobOutcome?)] {
+        let parts = payload.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 4 else {
+            return payload.split(separator: ",").compactMap { part in Int64(part).map { ($0, nil) } }
+        }
+        guard let id = Int64(parts[0]) else { return [] }
+        guard let state = JobState(rawValue: String(parts[1])), state.isFinished else { return [(id, nil)] }
+        let outcome = JobOutcome(state: state, body: String(parts[3]), status: Int(parts[2]))
+        return [(id, outcome)]
     }
 }

@@ -16,6 +16,9 @@ public enum JobState: String, Sendable, CaseIterable, PostgresEncodable, Postgre
 
     public var postgresText: String? { rawValue }
 
+    /// Succeeded, failed or cancelled: nothing more happens to the job unless retried.
+    public var isFinished: Bool { self == .succeeded || self == .failed || self == .cancelled }
+
     public static func decode(postgresText: String) throws(PostgresError) -> JobState {
         guard let state = JobState(rawValue: postgresText) else {
             throw PostgresError(code: .decoding, message: "not a job state: \(postgresText)")

@@ -171,7 +171,11 @@ public enum QueueStore {
                                   unnest(\(delays)::bigint[]))
                        AS r(id, state, result, error, delay)) u
             WHERE j.id = u.id AND j.locked_by = \(worker) AND j.state = 'running'
-            RETURNING j.id, j.ordering_key, j.state, j.notify_finished
+            RETURNING j.id, j.ordering_key, j.state,
+                      CASE WHEN j.notify_finished AND j.state IN ('succeeded', 'failed')
+                           THEN j.id || ' ' || j.state || ' ' || coalesce(j.last_error ->> 'status', '') || ' '
+                                || (CASE WHEN j.state = 'succeeded' THEN j.result ELSE j.last_error END)::text
+                      END AS announcement
             ), released AS (
                 UPDATE queue.jobs n SET hold = NULL
                 FROM (SELECT DISTINCT ordering_key FROM done
@@ -185,11 +189,14 @@ public enum QueueStore {
                                     AND NOT e.id IN (SELECT d.id FROM done d WHERE d.state IN ('succeeded', 'failed')))
                 RETURNING n.id
             )
-            -- Jobs someone waits for (notify_finished) are announced on queue_jobs_finished.
+            -- Jobs someone waits for (notify_finished) are announced on queue_jobs_finished, one
+            -- notification each, carrying the outcome as stored: "<id> <state> <status> <body>",
+            -- or only the id when that would not fit in a notification (8000 bytes).
             SELECT d.id FROM done d
-            CROSS JOIN (SELECT CASE WHEN count(*) > 0
-                                    THEN pg_notify('queue_jobs_finished', string_agg(id::text, ',')) END AS sent
-                        FROM done WHERE notify_finished AND state IN ('succeeded', 'failed')) n
+            CROSS JOIN (SELECT count(pg_notify('queue_jobs_finished',
+                                               CASE WHEN octet_length(announcement) < 7900 THEN announcement
+                                                    ELSE id::text END)) AS sent
+                        FROM done WHERE announcement IS NOT NULL) n
             """, on: connection)
         var updated = Set<Int64>()
         for row in rows { updated.insert(try row.decode(Int64.self, "id")) }

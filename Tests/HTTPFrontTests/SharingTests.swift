@@ -1,6 +1,7 @@
 import Foundation
 import HTTPFront
 import JSON
+import JobQueue
 import Logging
 import Postgres
 import Synchronization
@@ -83,33 +84,48 @@ struct SharingTests {
         #expect(try await cache.client(for: "key-2", lookup: lookup) == client)
     }
 
-    @Test("a job announced before its request waits is answered at once, without a read; a stale ticket reads first")
+    @Test("a waiter takes the outcome its announcement carries, without a read; a bare id, a timeout or a stale ticket reads")
     func waiterRemembers() async throws {
         try await TestDatabase.withScratchConnection { database, connection in
             let waiter = JobWaiter(configuration: database, logger: TestDatabase.quietLogger)
             let listening = Task { try await waiter.run() }
             let up = await eventually(timeout: .seconds(10)) { waiter.isListening }
             try #require(up)
-            let ticket = waiter.ticket()
-            try await connection.run { c in _ = try c.execute("SELECT pg_notify('queue_jobs_finished', '41,42')") }
-            try await Task.sleep(for: .milliseconds(300))  // announced before anyone waits
-            let reads = Atomic<Int>(0)
-            let started = ContinuousClock.now
-            let answer = try await waiter.wait(for: 42, ticket: ticket, timeout: .seconds(5)) {
-                reads.add(1, ordering: .relaxed)
-                return "done"
+            func announce(_ payload: String) async throws {
+                try await connection.run { c in _ = try c.execute("SELECT pg_notify('queue_jobs_finished', \(payload))") }
             }
-            #expect(answer == "done")
+            let reads = Atomic<Int>(0)
+            let stored = JobOutcome(state: .succeeded, body: #"{"read": true}"#, status: nil)
+            let read: @Sendable () async throws -> JobOutcome? = {
+                reads.add(1, ordering: .relaxed)
+                return stored
+            }
+            // Announced with its outcome while the request waits: no read.
+            let started = ContinuousClock.now
+            async let carried = waiter.wait(for: 43, ticket: waiter.ticket(), timeout: .seconds(5), read: read)
+            try await Task.sleep(for: .milliseconds(200))
+            try await announce(#"43 failed 422 {"code": "x", "status": 422}"#)
+            #expect(try await carried == JobOutcome(state: .failed, body: #"{"code": "x", "status": 422}"#, status: 422))
             #expect(ContinuousClock.now - started < .seconds(2), "waited for the timeout")
+            #expect(reads.load(ordering: .relaxed) == 0)
+            // Bare ids (an older worker): woken, then one read.
+            async let bare = waiter.wait(for: 42, ticket: waiter.ticket(), timeout: .seconds(5), read: read)
+            try await Task.sleep(for: .milliseconds(200))
+            try await announce("41,42")
+            #expect(try await bare == stored)
             #expect(reads.load(ordering: .relaxed) == 1)
+            // Announced before anyone waits: the table is read (a retry may have followed), at once.
+            let again = ContinuousClock.now
+            #expect(try await waiter.wait(for: 43, ticket: waiter.ticket(), timeout: .seconds(5), read: read) == stored)
+            #expect(ContinuousClock.now - again < .seconds(2) && reads.load(ordering: .relaxed) == 2)
             // Not announced, and a ticket that cannot vouch for the time since: read first.
-            let early = try await waiter.wait(for: 77, ticket: .lookFirst, timeout: .seconds(5)) { "finished long ago" }
-            #expect(early == "finished long ago")
+            let early = try await waiter.wait(for: 77, ticket: .lookFirst, timeout: .seconds(5), read: read)
+            #expect(early == stored && reads.load(ordering: .relaxed) == 3)
             // Not announced, a good ticket: the job is not looked at until the timeout.
             let notYet = Atomic<Int>(0)
             let late = try await waiter.wait(for: 78, ticket: waiter.ticket(), timeout: .milliseconds(300)) {
                 notYet.add(1, ordering: .relaxed)
-                return String?.none
+                return JobOutcome(state: .running, body: nil, status: nil)
             }
             #expect(late == nil && notYet.load(ordering: .relaxed) == 1)
             listening.cancel()

@@ -84,6 +84,40 @@ struct ProducerAndAdminTests {
         }
     }
 
+    @Test("a finished job someone waits for is announced with its outcome as stored; one too big for a notification by its id")
+    func finishedAnnouncements() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            let listener = try await PostgresConnection.connect(database)
+            try await listener.listen("queue_jobs_finished")
+            let handler = ScriptedHandler { job, _ in
+                switch job.payload["do"]?.stringValue {
+                case "fail": throw Permanent()
+                case "big": return ["filler": .string(String(repeating: "x", count: 9000))]
+                default: return ["b": 2, "a": "ü \"quoted\""]
+                }
+            }
+            var jobs: [NewJob] = []
+            for action in ["ok", "fail", "big", "ok"] {
+                var job = NewJob(queue: "test", kind: "test.scripted", payload: ["do": .string(action)], maxAttempts: 1)
+                job.notifyFinished = jobs.count < 3  // the last one: nobody waits for it
+                jobs.append(job)
+            }
+            let ids = try await connection.run { [jobs] c in try JobProducer.enqueueReturning(jobs, on: c).map(\.id) }
+            try await QueueTest.runWorker(QueueTest.configuration(), database: database, handlers: [handler])
+            var received: [String] = []
+            for _ in 0..<3 { received += try await listener.waitForNotifications(timeout: .milliseconds(300)).map(\.payload) }
+            let stored = try await connection.run { c in
+                try c.query("SELECT result::text AS r, last_error::text AS e FROM queue.jobs WHERE id = ANY(\(ids)::bigint[]) ORDER BY id")
+                    .map { row throws(PostgresError) in (try row.decode(String?.self, "r"), try row.decode(String?.self, "e")) }
+            }
+            #expect(Set(received) == [
+                "\(ids[0]) succeeded  \(stored[0].0 ?? "")", "\(ids[1]) failed 400 \(stored[1].1 ?? "")", "\(ids[2])",
+            ])
+            #expect(received.count == 3)
+            await listener.close()
+        }
+    }
+
     @Test("stats, retry, cancel and prune do what operators expect")
     func operatorActions() async throws {
         try await QueueTest.withDatabase { database, connection in
