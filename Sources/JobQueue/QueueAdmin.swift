@@ -25,7 +25,8 @@ public enum QueueAdmin {
         public var oldestReadyAgeSeconds: [String: Double]
         /// Jobs that reached a final state in the last minute, per queue.
         public var finishedLastMinute: [String: Int]
-        /// The most frequent error codes among failed jobs, with their counts.
+        /// The most frequent error codes among the latest failed jobs (``recentFailures`` per
+        /// queue), with their counts.
         public var topErrorCodes: [(code: String, jobs: Int)]
 
         /// The stats as a JSON object (for `stats --json`).
@@ -47,8 +48,12 @@ public enum QueueAdmin {
         }
     }
 
-    /// Reads the monitoring numbers.
+    /// Reads the monitoring numbers, folding the recorded count changes first (see
+    /// ``foldCounts(on:)``). Every read is an index probe or a read of the count tables, so
+    /// the cost does not grow with the finished jobs kept (docs/design.md, "Counting without
+    /// scanning").
     public static func stats(on connection: isolated PostgresConnection) throws(PostgresError) -> Stats {
+        try foldCounts(on: connection)
         let counts = try connection.query(
             "SELECT queue, state, jobs, oldest_created_at FROM queue.stats ORDER BY queue, state"
         ).map { row throws(PostgresError) in
@@ -56,34 +61,56 @@ public enum QueueAdmin {
                 queue: try row.decode(String.self, "queue"), state: try row.decode(JobState.self, "state"),
                 jobs: try row.decode(Int.self, "jobs"), oldestCreatedAt: try row.decode(Date?.self, "oldest_created_at"))
         }
-        var oldest: [String: Double] = [:]
-        for row in try connection.query(
-            """
-            SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS age
-            FROM queue.jobs WHERE state = 'ready' AND run_at <= now() GROUP BY queue
-            """)
-        {
-            oldest[try row.decode(String.self, "queue")] = try row.decode(Double.self, "age")
-        }
-        var finished: [String: Int] = [:]
-        for row in try connection.query(
-            """
-            SELECT queue, count(*) AS jobs FROM queue.jobs
-            WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at >= now() - interval '1 minute'
-            GROUP BY queue
-            """)
-        {
-            finished[try row.decode(String.self, "queue")] = try row.decode(Int.self, "jobs")
-        }
+        let (oldest, finished) = try queueGauges(on: connection)
         let top = try connection.query(
             """
-            SELECT last_error ->> 'code' AS code, count(*) AS jobs FROM queue.jobs
-            WHERE state = 'failed' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5
+            SELECT r.last_error ->> 'code' AS code, count(*) AS jobs
+            FROM (SELECT DISTINCT queue FROM queue.job_counts_now WHERE state = 'failed' AND jobs > 0) q
+            CROSS JOIN LATERAL (
+                SELECT j.last_error FROM queue.jobs j WHERE j.queue = q.queue AND j.state = 'failed'
+                ORDER BY j.created_at DESC LIMIT \(recentFailures)
+            ) r
+            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5
             """
         ).map { row throws(PostgresError) in
             (code: try row.decode(String?.self, "code") ?? "unknown", jobs: try row.decode(Int.self, "jobs"))
         }
         return Stats(counts: counts, oldestReadyAgeSeconds: oldest, finishedLastMinute: finished, topErrorCodes: top)
+    }
+
+    /// How many of the latest failed jobs of each queue the top error codes are taken from.
+    public static let recentFailures = 1000
+
+    /// The age of the longest-waiting due ready job and the jobs finished in the last minute,
+    /// per queue: two reads of a few rows.
+    public static func queueGauges(on connection: isolated PostgresConnection) throws(PostgresError)
+        -> (oldestReadyAgeSeconds: [String: Double], finishedLastMinute: [String: Int])
+    {
+        var oldest: [String: Double] = [:]
+        for row in try connection.query("SELECT queue, age_seconds FROM queue.oldest_ready") {
+            oldest[try row.decode(String.self, "queue")] = max(0, try row.decode(Double.self, "age_seconds"))
+        }
+        var finished: [String: Int] = [:]
+        for row in try connection.query("SELECT queue, jobs FROM queue.finished_recently(60)") {
+            finished[try row.decode(String.self, "queue")] = try row.decode(Int.self, "jobs")
+        }
+        return (oldest, finished)
+    }
+
+    /// The exact number of jobs per queue and state, from the count tables.
+    public static func jobCounts(on connection: isolated PostgresConnection) throws(PostgresError)
+        -> [(queue: String, state: JobState, jobs: Int)]
+    {
+        try connection.query("SELECT queue, state, jobs FROM queue.job_counts_now ORDER BY queue, state").map {
+            row throws(PostgresError) in
+            (try row.decode(String.self, "queue"), try row.decode(JobState.self, "state"), try row.decode(Int.self, "jobs"))
+        }
+    }
+
+    /// Moves the count changes that writers recorded into the totals (`queue.fold_counts()`),
+    /// so that reading a count stays a read of a few rows. Workers do it every few seconds.
+    public static func foldCounts(on connection: isolated PostgresConnection) throws(PostgresError) {
+        try connection.execute("SELECT queue.fold_counts()")
     }
 
     /// Moves one failed or cancelled job back to `ready`, with a fresh set of attempts.

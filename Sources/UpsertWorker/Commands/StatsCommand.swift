@@ -50,7 +50,7 @@ enum StatsTable {
             out.append("finished in the last minute in \(queue): \(jobs)")
         }
         if !stats.topErrorCodes.isEmpty {
-            out.append("most frequent errors of failed jobs: "
+            out.append("most frequent errors of the latest failed jobs: "
                 + stats.topErrorCodes.map { "\($0.code) (\($0.jobs))" }.joined(separator: ", "))
         }
         return out.joined(separator: "\n")
