@@ -50,6 +50,7 @@ let package = Package(
             dependencies: [
                 "Postgres", "JSON", "TextForms",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -125,6 +126,8 @@ let package = Package(
             name: "JobQueueTests",
             dependencies: [
                 "JobQueue", "Postgres", "JSON", "TestSupport", "Migrations", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(

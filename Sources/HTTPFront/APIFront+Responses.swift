@@ -126,12 +126,12 @@ extension APIFront {
             status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
-    static func text(_ text: String) -> Response {
+    public static func text(_ text: String) -> Response {
         Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     /// The error object of docs/contract.md section 6.
-    static func error(_ status: Int, _ code: String, _ message: String) -> Response {
+    public static func error(_ status: Int, _ code: String, _ message: String) -> Response {
         json(
             ["status": .number(JSONNumber(status)), "code": .string(code), "message": .string(message), "details": [:]],
             status: HTTPResponse.Status(code: status))

@@ -231,10 +231,13 @@ extension APIFront {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [
-            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
-            .seconds(2.5), .seconds(5), .seconds(10),
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+            .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
+            .seconds(300), .seconds(900), .seconds(3600),
         ]
+        // Batch sizes (upsert_batch_jobs).
+        factory.defaultValueHistogramBuckets = [1, 2, 5, 10, 25, 50, 100, 200, 300, 500, 1000]
         MetricsSystem.bootstrap(factory)
         return registry
     }

@@ -17,6 +17,7 @@ struct BatchExecutor: Sendable {
     let handlers: [String: any JobHandler]
     let pool: PostgresConnectionPool
     let health: WorkerHealth
+    let metrics: WorkerMetrics
 
     /// One job's outcome and the time spent on it.
     struct Finished: Sendable {
@@ -52,18 +53,24 @@ struct BatchExecutor: Sendable {
                         "lease lost while the job ran; its outcome was discarded", metadata: ["job.id": "\(finished.job.id)"])
                     continue
                 }
+                metrics.finished(finished.job, outcome: finished.outcome, duration: finished.duration)
                 Self.log(finished, batchDuration: ContinuousClock.now - started, logger: logger)
             }
         } catch {
             health.failed(error)
+            metrics.batchFailed()
             let failure = JobFailure.classify(error)
             let outcomes = jobs.map { job in
                 (id: job.id, outcome: Self.outcome(for: failure, job: job, policy: configuration.retryPolicy))
             }
             logger.warning("batch transaction failed", metadata: ["error": "\(error)", "jobs.count": "\(jobs.count)"])
             do {
-                try await pool.withConnection { [configuration] connection in
-                    _ = try QueueStore.finish(outcomes, worker: configuration.workerID, on: connection)
+                let recorded = try await pool.withConnection { [configuration] connection in
+                    try QueueStore.finish(outcomes, worker: configuration.workerID, on: connection)
+                }
+                for job in jobs where recorded.contains(job.id) {
+                    let outcome = Self.outcome(for: failure, job: job, policy: configuration.retryPolicy)
+                    metrics.finished(job, outcome: outcome, duration: .zero)
                 }
             } catch {
                 logger.warning("could not record the failed batch; leases will expire", metadata: ["error": "\(error)"])
@@ -95,7 +102,7 @@ struct BatchExecutor: Sendable {
                 for batch in kinds {
                     try await batch.prepare(on: connection)
                     finished += try await batch.run(
-                        retried: &retried, configuration: configuration, on: connection, logger: logger)
+                        retried: &retried, configuration: configuration, metrics: metrics, on: connection, logger: logger)
                 }
                 let recorded = try QueueStore.finish(
                     finished.map { ($0.job.id, $0.outcome) }, worker: configuration.workerID, on: connection)
@@ -194,8 +201,8 @@ protocol KindBatch: Sendable {
     /// Runs the jobs: the set first, one by one if the set fails. Jobs of a key in `retried`
     /// are deferred; keys of jobs that will be retried are added to it.
     func run(
-        retried: inout RetriedKeys, configuration: WorkerConfiguration, on connection: isolated PostgresConnection,
-        logger: Logger
+        retried: inout RetriedKeys, configuration: WorkerConfiguration, metrics: WorkerMetrics,
+        on connection: isolated PostgresConnection, logger: Logger
     ) async throws -> [BatchExecutor.Finished]
 }
 
@@ -211,8 +218,8 @@ struct HandlerBatch<Handler: JobHandler>: KindBatch {
     }
 
     func run(
-        retried: inout RetriedKeys, configuration: WorkerConfiguration, on connection: isolated PostgresConnection,
-        logger: Logger
+        retried: inout RetriedKeys, configuration: WorkerConfiguration, metrics: WorkerMetrics,
+        on connection: isolated PostgresConnection, logger: Logger
     ) async throws -> [Finished] {
         var finished: [Finished] = []
         var runnable: [DecodedJob<Handler.Work>] = []
@@ -231,6 +238,7 @@ struct HandlerBatch<Handler: JobHandler>: KindBatch {
         } catch where BatchExecutor.endsTransaction(error) {
             throw error
         } catch {
+            if BatchExecutor.isLostRace(error) { metrics.lostRace(kind: handler.kind) }
             logger.debug(
                 "set-based run failed; running its jobs one by one",
                 metadata: ["error": "\(error)", "jobs.count": "\(runnable.count)", "job.kind": "\(handler.kind)"])
@@ -241,7 +249,8 @@ struct HandlerBatch<Handler: JobHandler>: KindBatch {
                 continue
             }
             let started = ContinuousClock.now
-            let outcome = try await runOne(job, configuration: configuration, on: connection, logger: logger)
+            let outcome = try await runOne(
+                job, configuration: configuration, metrics: metrics, on: connection, logger: logger)
             retried.note(job.job, outcome)
             finished.append(Finished(job: job.job, outcome: outcome, duration: ContinuousClock.now - started))
         }
@@ -285,8 +294,8 @@ struct HandlerBatch<Handler: JobHandler>: KindBatch {
     /// One job in a savepoint of its own, run again at once after a lost race (up to
     /// `immediateRetries` times).
     private func runOne(
-        _ job: DecodedJob<Handler.Work>, configuration: WorkerConfiguration, on connection: isolated PostgresConnection,
-        logger: Logger
+        _ job: DecodedJob<Handler.Work>, configuration: WorkerConfiguration, metrics: WorkerMetrics,
+        on connection: isolated PostgresConnection, logger: Logger
     ) async throws -> QueueStore.Outcome {
         var jobLogger = logger
         jobLogger[metadataKey: "job.id"] = "\(job.job.id)"
@@ -302,6 +311,7 @@ struct HandlerBatch<Handler: JobHandler>: KindBatch {
             } catch {
                 if BatchExecutor.isLostRace(error), attempt < configuration.immediateRetries {
                     attempt += 1
+                    metrics.lostRace(kind: handler.kind)
                     jobLogger.debug("lost a race; running the job again", metadata: ["error": "\(error)"])
                     continue
                 }

@@ -49,6 +49,9 @@ public struct Job: Sendable {
     public let fairnessKey: String
     /// When the job was enqueued.
     public let createdAt: Date
+    /// Seconds from its enqueueing, or its `run_at` when later (a retry, a scheduled job), to
+    /// its claim, by the database's clock.
+    public let waitedSeconds: Double
     /// Why the stored payload could not be read (nested deeper than the worker accepts, say);
     /// such a job fails with `invalid_payload` without reaching its handler.
     public let payloadProblem: String?
@@ -59,7 +62,7 @@ public struct Job: Sendable {
     public init(
         id: Int64, queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, attempt: Int = 1,
         maxAttempts: Int = 10, orderingKey: String? = nil, fairnessKey: String = "", createdAt: Date = Date(),
-        payloadProblem: String? = nil
+        waitedSeconds: Double = 0, payloadProblem: String? = nil
     ) {
         self.id = id
         self.queue = queue
@@ -71,6 +74,7 @@ public struct Job: Sendable {
         self.orderingKey = orderingKey
         self.fairnessKey = fairnessKey
         self.createdAt = createdAt
+        self.waitedSeconds = waitedSeconds
         self.payloadProblem = payloadProblem
     }
 
@@ -94,6 +98,7 @@ public struct Job: Sendable {
             orderingKey: try row.decode(String?.self, "ordering_key"),
             fairnessKey: try row.decode(String.self, "fairness_key"),
             createdAt: try row.decode(Date.self, "created_at"),
+            waitedSeconds: try row.decode(Double?.self, "waited") ?? 0,
             payloadProblem: problem)
     }
 }

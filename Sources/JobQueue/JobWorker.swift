@@ -98,23 +98,34 @@ public final class JobWorker: Service, Sendable {
     private let listenerBox = Mutex<PostgresConnection?>(nil)
     let health: WorkerHealth
     let executor: BatchExecutor
+    let metrics: WorkerMetrics
 
     /// A worker over `database`, with one pooled connection per slot plus one for
-    /// housekeeping, and a dedicated one for LISTEN.
+    /// housekeeping, and a dedicated one for LISTEN. It records its series in `metrics`.
     public init(
         configuration: WorkerConfiguration, database: PostgresConfiguration, handlers: [any JobHandler],
-        logger: Logger
+        metrics: WorkerMetrics = WorkerMetrics(), logger: Logger
     ) {
         self.configuration = configuration
+        self.metrics = metrics
         self.pool = PostgresConnectionPool(
-            configuration: database.with(liveness: configuration.liveness), size: configuration.concurrency + 1,
+            configuration: metrics.counting(database.with(liveness: configuration.liveness)),
+            size: configuration.concurrency + 1,
             acquireTimeout: max(configuration.lease, .seconds(10)), logger: logger)
         var byKind: [String: any JobHandler] = [:]
         for handler in handlers { byKind[handler.kind] = handler }
         self.handlers = byKind
         self.logger = logger
         self.health = WorkerHealth()
-        self.executor = BatchExecutor(configuration: configuration, handlers: byKind, pool: pool, health: health)
+        self.executor = BatchExecutor(
+            configuration: configuration, handlers: byKind, pool: pool, health: health, metrics: metrics)
+    }
+
+    /// Whether the worker completed a round trip with PostgreSQL within `stalledAfter`, or has
+    /// had no failure since its last one (for a health endpoint).
+    public func isHealthy(stalledAfter: Duration = .seconds(30)) -> Bool {
+        let state = health.snapshot
+        return state.failuresSinceSuccess == 0 || ContinuousClock.now - state.lastSuccess < stalledAfter
     }
 
     /// Asks the worker to stop claiming and return once in-flight batches are done.
@@ -195,6 +206,7 @@ public final class JobWorker: Service, Sendable {
             let mayHaveLeftMore: Bool
             do {
                 let limit = sizer.next
+                let claimStarted = ContinuousClock.now
                 let claimed = try await self.pool.withConnection { [configuration, claimGate, urgent] connection in
                     await claimGate.enter()
                     do {
@@ -211,6 +223,7 @@ public final class JobWorker: Service, Sendable {
                         throw error
                     }
                 }
+                metrics.claimed(claimed.jobs, duration: ContinuousClock.now - claimStarted)
                 if !claimed.urgent { sizer.claimed(claimed.jobs.count, of: limit) }
                 jobs = claimed.jobs
                 // A claim that took fewer than it could took everything claimable then (an

@@ -39,8 +39,16 @@ public enum QueueStore {
         // claim order and stops after `limit` rows; `queue = ANY(…)` would sort every ready row.
         var claim = Claim(jobs: [], priority: nil, urgent: false)
         for queue in queues where claim.jobs.count < limit {
-            let rows = try connection.query(
-                "SELECT * FROM queue.claim(\(queue), \(limit - claim.jobs.count), \(worker), \(lease.milliseconds), \(aging?.milliseconds), \(afterPriority), \(urgentFill))")
+            // The wait is taken on the database's clock: from enqueueing, or from run_at when
+            // later (claiming does not change run_at, so any version of the row tells it). Index
+            // planned: statistics taken of an empty queue must not make that probe a scan.
+            let rows = try indexPlanned(
+                """
+                SELECT c.*, extract(epoch FROM clock_timestamp() - greatest(
+                           c.created_at, (SELECT j.run_at FROM queue.jobs j WHERE j.id = c.id)))::float8 AS waited
+                FROM queue.claim(\(queue), \(limit - claim.jobs.count), \(worker), \(lease.milliseconds),
+                                 \(aging?.milliseconds), \(afterPriority), \(urgentFill)) c
+                """, on: connection)
             for row in rows {
                 claim.jobs.append(try Job(row: row))
                 let priority = try row.decode(Int16.self, "priority")

@@ -19,6 +19,10 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible {
     /// it (a cancel request, as `pg_cancel_backend` would). Nil: no limit. See ``CallDeadline``.
     public var callTimeout: Duration?
 
+    /// Called each time a session of this configuration that was lost reconnects (for a
+    /// reconnect counter; it must not block).
+    public var onReconnect: (@Sendable () -> Void)?
+
     /// Parses a libpq connection string; throws ``PostgresError/Code/configuration`` when
     /// libpq rejects it (the message never repeats the string).
     public init(_ connectionString: String) throws(PostgresError) {

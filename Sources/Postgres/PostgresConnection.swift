@@ -202,6 +202,7 @@ public actor PostgresConnection {
         handle = fresh
         if wasOpen {
             reconnects += 1
+            configuration.onReconnect?()
             logger.notice("reconnected to PostgreSQL", metadata: ["postgres.reconnects": "\(reconnects)"])
         }
         return fresh

@@ -46,7 +46,7 @@ struct ExecutorTests {
             let handler = ScriptedHandler { _, _ in ["ok": true] }
             let pool = PostgresConnectionPool(configuration: database, size: 1)
             let executor = BatchExecutor(
-                configuration: configuration, handlers: [handler.kind: handler], pool: pool, health: WorkerHealth())
+                configuration: configuration, handlers: [handler.kind: handler], pool: pool, health: WorkerHealth(), metrics: WorkerMetrics())
             await executor.process(claimed, logger: QueueTest.logger)
             await pool.close()
 

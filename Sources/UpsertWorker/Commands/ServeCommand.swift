@@ -2,6 +2,7 @@ import ArgumentParser
 import CommandLineSupport
 import Foundation
 import HTTPFront
+import JobQueue
 import Logging
 import Postgres
 import ServiceLifecycle
@@ -32,7 +33,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Multi-row INSERTs of requests' jobs at a time; requests arriving meanwhile share the next one.")
     var inserters = 1
 
+    @Option(help: "Seconds between samples of the queue gauges on /metrics.")
+    var metricsInterval: Double = 5
+
     func validate() throws {
+        guard metricsInterval >= 0.1, metricsInterval.isFinite else { throw ValidationError("--metrics-interval must be >= 0.1") }
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
         guard wait >= 0, wait.isFinite else { throw ValidationError("--wait must be >= 0") }
         guard (1...256).contains(connections) else { throw ValidationError("--connections must be 1 to 256") }
@@ -56,9 +61,15 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.whatsAppAppSecret = environment["WHATSAPP_APP_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
         let front = APIFront(
             configuration: configuration, database: database, registry: APIFront.bootstrapMetrics(), logger: logger)
+        // The queue gauges on this /metrics too, sampled like a worker's.
+        let sampler = QueueSampler(
+            configuration: database, metrics: WorkerMetrics(), interval: .seconds(metricsInterval), logger: logger)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: front.application(), successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: [
+                    .init(service: front.application(), successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: sampler),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await front.close()
