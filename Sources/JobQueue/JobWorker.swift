@@ -115,6 +115,7 @@ public final class JobWorker: Service, Sendable {
         var byKind: [String: any JobHandler] = [:]
         for handler in handlers { byKind[handler.kind] = handler }
         self.handlers = byKind
+        metrics.register(kinds: byKind.keys.sorted())
         self.logger = logger
         self.health = WorkerHealth()
         self.executor = BatchExecutor(

@@ -20,6 +20,14 @@ public final class WorkerMetrics: Sendable {
     /// Records through `factory`; by default the process's bootstrapped backend.
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
+        // Counters that exist from the start, at 0, so that rate() and alerts see them.
+        _ = counter("upsert_batch_failures_total", [])
+        _ = counter("upsert_db_reconnects_total", [])
+    }
+
+    /// Makes the per-kind counters exist at 0 for these kinds.
+    func register(kinds: [String]) {
+        for kind in kinds { _ = counter("upsert_lost_races_total", [("kind", kind)]) }
     }
 
     private static func key(_ label: String, _ dimensions: [(String, String)]) -> String {
@@ -69,8 +77,9 @@ public final class WorkerMetrics: Sendable {
     // MARK: Per job and per batch
 
     /// A job's recorded outcome: `upsert_jobs_finished_total{queue,kind,outcome}` (succeeded,
-    /// failed or retried; a job deferred behind its key is not an attempt and is not counted)
-    /// and its handler time, `upsert_job_duration_seconds{queue,kind}`.
+    /// failed or retried; a job deferred behind its key is not an attempt and is not counted),
+    /// `upsert_job_errors_total{queue,kind,code}` for a failure or retry, and its handler time,
+    /// `upsert_job_duration_seconds{queue,kind}`.
     func finished(_ job: Job, outcome: QueueStore.Outcome, duration: Duration) {
         let name: String
         switch outcome {
@@ -80,6 +89,13 @@ public final class WorkerMetrics: Sendable {
         case .deferred: return
         }
         counter("upsert_jobs_finished_total", [("queue", job.queue), ("kind", job.kind), ("outcome", name)]).increment()
+        switch outcome {
+        case .failed(let failure), .retry(let failure, _):
+            // Error codes are a fixed, small set (docs/contract.md): a bounded label.
+            counter("upsert_job_errors_total", [("queue", job.queue), ("kind", job.kind), ("code", failure.code)])
+                .increment()
+        case .succeeded, .deferred: break
+        }
         timer("upsert_job_duration_seconds", [("queue", job.queue), ("kind", job.kind)]).recordInterval(duration)
     }
 

@@ -3,6 +3,7 @@ import JobQueue
 import Metrics
 import Postgres
 import Prometheus
+import TestSupport
 import Testing
 
 @Suite("Worker metrics")
@@ -33,10 +34,19 @@ struct MetricsTests {
             }
             try await connection.run { c in _ = try JobProducer.enqueueMany(jobs, on: c) }
             try await connection.run { c in try c.execute("INSERT INTO queue.jobs (queue, payload) VALUES ('idle', '{}')") }
+            // Until every job of the queue is final (the retry waits out its backoff first).
             let worker = JobWorker(
-                configuration: QueueTest.configuration(), database: database, handlers: [handler], metrics: metrics,
-                logger: QueueTest.logger)
-            try await worker.run()
+                configuration: QueueTest.configuration(drain: false), database: database, handlers: [handler],
+                metrics: metrics, logger: QueueTest.logger)
+            let running = Task { try await worker.run() }
+            let done = await eventually(timeout: .seconds(30)) {
+                (try? await QueueTest.scalar(
+                    "SELECT count(*) FROM queue.jobs WHERE queue = 'test' AND state IN ('ready', 'running')", Int.self,
+                    on: connection)) == 0
+            }
+            worker.stop()
+            try await running.value
+            try #require(done)
             try await connection.run { c in try QueueSampler.sample(into: metrics, on: c) }
             let text = String(decoding: registry.emitToBuffer(), as: UTF8.self)
             let labels = #"queue="test",kind="test.scripted""#
@@ -44,6 +54,8 @@ struct MetricsTests {
             #expect(Self.value("upsert_jobs_finished_total{\(labels),outcome=\"failed\"}", in: text) == 1)
             #expect(Self.value("upsert_jobs_finished_total{\(labels),outcome=\"retried\"}", in: text) == 1)
             #expect(Self.value("upsert_job_duration_seconds_count{\(labels)}", in: text) == 6)
+            #expect(Self.value("upsert_job_errors_total{\(labels),code=\"bad_job\"}", in: text) == 1)
+            #expect(Self.value("upsert_job_errors_total{\(labels),code=\"internal\"}", in: text) == 1)
             #expect(Self.value(#"upsert_job_wait_seconds_count{queue="test"}"#, in: text) == 6)
             #expect(Self.value("upsert_batch_jobs_sum", in: text) == 6)
             #expect(Self.value(#"upsert_queue_jobs{queue="test",state="succeeded"}"#, in: text) == 4)
