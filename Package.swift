@@ -104,6 +104,8 @@ let package = Package(
                 "Postgres", "JSON", "JobQueue", "ContactDomain", "Migrations", "CommandLineSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // A worker with test-only job kinds, run as a separate process by the queue's tests.

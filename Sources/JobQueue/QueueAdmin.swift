@@ -50,8 +50,7 @@ public enum QueueAdmin {
 
     /// Reads the monitoring numbers, folding the recorded count changes first (see
     /// ``foldCounts(on:)``). Every read is an index probe or a read of the count tables, so
-    /// the cost does not grow with the finished jobs kept (docs/design.md, "Counting without
-    /// scanning").
+    /// the cost does not grow with the finished jobs kept (docs/operations.md, "Counting").
     public static func stats(on connection: isolated PostgresConnection) throws(PostgresError) -> Stats {
         try foldCounts(on: connection)
         let counts = try connection.query(

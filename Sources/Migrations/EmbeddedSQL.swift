@@ -1023,8 +1023,8 @@ extension Schema {
         Migration(
             version: 13, name: "counts",
             sql: #####"""
-            -- Counts that cost the same with ten million finished jobs as with ten (docs/design.md,
-            -- "Counting without scanning").
+            -- Counts that cost the same with ten million finished jobs as with ten
+            -- (docs/operations.md, "Counting").
             --
             -- Every statement that writes queue.jobs appends what it changed, per (queue, state), to
             -- queue.job_count_changes: an append, so concurrent writers never wait on one another. A

@@ -69,6 +69,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("hot-key-jobs"), help: "With --mixed: one person's jobs in the hot-key measurement.")
     var hotKeyJobs: Int = 10_000
 
+    @Flag(name: .customLong("metrics-cost"), help: "The contact drain with metrics off and on, alternating, --rounds times each.")
+    var metricsCost = false
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -108,6 +111,17 @@ struct BenchCommand: AsyncParsableCommand {
         let progress: @Sendable (String) -> Void = { message in
             let seconds = String(format: "%6.1f", Date().timeIntervalSince(started))
             FileHandle.standardError.write(Data("bench [\(seconds) s]: \(message)\n".utf8))
+        }
+        if metricsCost {
+            do {
+                let report = try await Bench.metricsCost(
+                    server: database, options: options, handlers: [ContactUpsertHandler(), NoopHandler()], logger: logger,
+                    progress: progress)
+                print(report.table)
+            } catch let error as PostgresError {
+                throw CLIError.failure(error.description)
+            }
+            return
         }
         if mixed {
             do {
