@@ -34,44 +34,36 @@ public final class WorkerMetrics: Sendable {
         dimensions.reduce(label) { $0 + "\u{1}" + $1.0 + "=" + $1.1 }
     }
 
-    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
-        counters.withLock { made in
+    /// The metric of `label` and `dimensions` in `made`, made by `make` the first time.
+    private func cached<Metric>(
+        _ made: borrowing Mutex<[String: Metric]>, _ label: String, _ dimensions: [(String, String)],
+        _ make: () -> Metric
+    ) -> Metric {
+        made.withLock { made in
             let key = Self.key(label, dimensions)
             if let known = made[key] { return known }
-            let counter = Counter(label: label, dimensions: dimensions, factory: factory)
-            made[key] = counter
-            return counter
+            let metric = make()
+            made[key] = metric
+            return metric
         }
+    }
+
+    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
+        cached(counters, label, dimensions) { Counter(label: label, dimensions: dimensions, factory: factory) }
     }
 
     private func timer(_ label: String, _ dimensions: [(String, String)]) -> Metrics.Timer {
-        timers.withLock { made in
-            let key = Self.key(label, dimensions)
-            if let known = made[key] { return known }
-            let timer = Metrics.Timer(label: label, dimensions: dimensions, factory: factory)
-            made[key] = timer
-            return timer
-        }
+        cached(timers, label, dimensions) { Metrics.Timer(label: label, dimensions: dimensions, factory: factory) }
     }
 
     private func recorder(_ label: String, _ dimensions: [(String, String)]) -> Recorder {
-        recorders.withLock { made in
-            let key = Self.key(label, dimensions)
-            if let known = made[key] { return known }
-            let recorder = Recorder(label: label, dimensions: dimensions, aggregate: true, factory: factory)
-            made[key] = recorder
-            return recorder
+        cached(recorders, label, dimensions) {
+            Recorder(label: label, dimensions: dimensions, aggregate: true, factory: factory)
         }
     }
 
     private func gauge(_ label: String, _ dimensions: [(String, String)]) -> Gauge {
-        gauges.withLock { made in
-            let key = Self.key(label, dimensions)
-            if let known = made[key] { return known }
-            let gauge = Gauge(label: label, dimensions: dimensions, factory: factory)
-            made[key] = gauge
-            return gauge
-        }
+        cached(gauges, label, dimensions) { Gauge(label: label, dimensions: dimensions, factory: factory) }
     }
 
     // MARK: Per job and per batch
