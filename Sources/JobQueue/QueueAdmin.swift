@@ -61,7 +61,19 @@ public enum QueueAdmin {
                 jobs: try row.decode(Int.self, "jobs"), oldestCreatedAt: try row.decode(Date?.self, "oldest_created_at"))
         }
         let (oldest, finished) = try queueGauges(on: connection)
-        let top = try connection.query(
+        let top = try topErrorCodes(limit: 5, on: connection)
+        return Stats(counts: counts, oldestReadyAgeSeconds: oldest, finishedLastMinute: finished, topErrorCodes: top)
+    }
+
+    /// How many of the latest failed jobs of each queue the top error codes are taken from.
+    public static let recentFailures = 1000
+
+    /// The `limit` most frequent error codes among the latest ``recentFailures`` failed jobs of
+    /// each queue, with their counts (an index probe per queue that has failed jobs).
+    public static func topErrorCodes(limit: Int, on connection: isolated PostgresConnection) throws(PostgresError)
+        -> [(code: String, jobs: Int)]
+    {
+        try connection.query(
             """
             SELECT r.last_error ->> 'code' AS code, count(*) AS jobs
             FROM (SELECT DISTINCT queue FROM queue.job_counts_now WHERE state = 'failed' AND jobs > 0) q
@@ -69,16 +81,12 @@ public enum QueueAdmin {
                 SELECT j.last_error FROM queue.jobs j WHERE j.queue = q.queue AND j.state = 'failed'
                 ORDER BY j.created_at DESC LIMIT \(recentFailures)
             ) r
-            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5
+            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT \(limit)
             """
         ).map { row throws(PostgresError) in
             (code: try row.decode(String?.self, "code") ?? "unknown", jobs: try row.decode(Int.self, "jobs"))
         }
-        return Stats(counts: counts, oldestReadyAgeSeconds: oldest, finishedLastMinute: finished, topErrorCodes: top)
     }
-
-    /// How many of the latest failed jobs of each queue the top error codes are taken from.
-    public static let recentFailures = 1000
 
     /// The age of the longest-waiting due ready job and the jobs finished in the last minute,
     /// per queue: two reads of a few rows.
