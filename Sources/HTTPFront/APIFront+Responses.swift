@@ -76,15 +76,15 @@ extension APIFront {
 
     // MARK: Reading requests
 
-    /// The body, at most ``maximumBody`` bytes (413 beyond, reading no further).
-    static func readBody(_ request: Request) async -> Result<[UInt8], ResponseError> {
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > maximumBody {
+    /// The body, at most `limit` bytes (413 beyond, reading no further).
+    static func readBody(_ request: Request, limit: Int = maximumBody) async -> Result<[UInt8], ResponseError> {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
             return .failure(ResponseError(tooLarge()))
         }
         var bytes: [UInt8] = []
         do {
             for try await chunk in request.body {
-                guard bytes.count + chunk.readableBytes <= maximumBody else { return .failure(ResponseError(tooLarge())) }
+                guard bytes.count + chunk.readableBytes <= limit else { return .failure(ResponseError(tooLarge())) }
                 bytes += chunk.readableBytesView
             }
         } catch {

@@ -29,6 +29,10 @@ public struct FrontConfiguration: Sendable {
     public var inserters = 1
     /// Database connections for inserts and reads.
     public var connections = 8
+    /// `UPSERT_ADMIN_TOKEN`: the token of the live page (`/dashboard`); nil turns the page off.
+    public var adminToken: String?
+    /// The shortest admin token `serve` accepts.
+    public static let minimumAdminTokenLength = 16
     /// How long a connection may stay idle, or a request body take to arrive.
     public var idleTimeout: Duration = .seconds(30)
 
@@ -50,6 +54,8 @@ public struct APIFront: Sendable {
     let outcomes: SharedStatement<Int64, JobOutcome?>
     let waiter: JobWaiter
     let keys = APIKeyCache()
+    /// The live page's guard; nil when no admin token is configured (the page is off).
+    let admin: AdminSessions?
     let metrics = HTTPMetrics()
     let registry: PrometheusCollectorRegistry
     let logger: Logger
@@ -68,6 +74,7 @@ public struct APIFront: Sendable {
             try JobOutcome.read(ids, on: connection)
         }
         self.waiter = JobWaiter(configuration: database, logger: logger)
+        self.admin = configuration.adminToken.map(AdminSessions.init(token:))
         self.registry = registry
         self.logger = logger
     }
@@ -97,6 +104,7 @@ public struct APIFront: Sendable {
         router.get("/openapi.json") { _, _ in
             await self.measured("openapi") { Self.json(text: OpenAPIDocument.json) }
         }
+        addDashboard(to: router)
         return Application(
             router: router,
             server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.idleTimeout.components.seconds)))),

@@ -15,6 +15,7 @@ import Testing
 struct FrontFixture: Sendable {
     static let appSecret = "test-app-secret"
     static let verifyToken = "test-verify-token"
+    static let adminToken = "test-admin-token-0123456789"
 
     struct Org: Sendable {
         let client = UUID()
@@ -28,9 +29,11 @@ struct FrontFixture: Sendable {
     let database: PostgresConfiguration
     let connection: PostgresConnection
 
-    /// Runs `body` with the server started (`--wait` as given) and, if `worker`, a worker.
+    /// Runs `body` with the server started (`--wait` as given, the live page on when `admin`)
+    /// and, if `worker`, a worker.
     static func with(
-        wait: Double = 5, worker: Bool = true, _ body: @Sendable (FrontFixture, ChildProcess) async throws -> Void
+        wait: Double = 5, worker: Bool = true, admin: Bool = false,
+        _ body: @Sendable (FrontFixture, ChildProcess) async throws -> Void
     ) async throws {
         try await TestDatabase.withScratchConnection { database, connection in
             let port = try freePort()
@@ -50,7 +53,10 @@ struct FrontFixture: Sendable {
                 TestBinaries.upsertWorker,
                 ["serve", "--port", String(port), "--wait", String(wait), "--database-url", database.connectionString,
                  "--log-level", "warning"],
-                environment: ["WHATSAPP_APP_SECRET": appSecret, "WHATSAPP_VERIFY_TOKEN": verifyToken])
+                environment: [
+                    "WHATSAPP_APP_SECRET": appSecret, "WHATSAPP_VERIFY_TOKEN": verifyToken,
+                    "UPSERT_ADMIN_TOKEN": admin ? adminToken : "",
+                ])
             let up = try await eventually(timeout: .seconds(60)) {
                 (try? await fixture.request("GET", "/healthz", timeout: 2).status) == 200
             }
@@ -98,13 +104,24 @@ struct FrontFixture: Sendable {
         request.timeoutInterval = timeout
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpBody = body
-        let (data, response) = try await URLSession.shared.data(for: request)
+        let (data, response) = try await Self.session.data(for: request)
         guard let http = response as? HTTPURLResponse else { throw URLError(.badServerResponse) }
         var fields: [String: String] = [:]
         for (name, value) in http.allHeaderFields {
             if let name = name as? String, let value = value as? String { fields[name.lowercased()] = value }
         }
         return Answer(status: http.statusCode, headers: fields, body: data)
+    }
+
+    /// The tests' HTTP client: no cookie jar (a test sends the cookies it means to) and no
+    /// redirects followed (a test sees the 303 and its headers).
+    static let session = URLSession(configuration: sessionConfiguration, delegate: NoRedirects(), delegateQueue: nil)
+
+    private static var sessionConfiguration: URLSessionConfiguration {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpCookieStorage = nil
+        configuration.httpShouldSetCookies = false
+        return configuration
     }
 
     /// POST to the upsert endpoint as `org`.
@@ -136,10 +153,26 @@ struct FrontFixture: Sendable {
     }
 }
 
+/// Hands a redirect back to the caller instead of following it.
+final class NoRedirects: NSObject, URLSessionTaskDelegate {
+    func urlSession(
+        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+        newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void
+    ) {
+        completionHandler(nil)
+    }
+}
+
 extension JSONValue {
     /// A whole number, for the tests' reading of ids.
     var intValue: Int? {
         if case .number(let number) = self { return number.intValue }
+        return nil
+    }
+
+    /// A number, for the tests' reading of durations.
+    var doubleValue: Double? {
+        if case .number(let number) = self { return number.doubleValue }
         return nil
     }
 }

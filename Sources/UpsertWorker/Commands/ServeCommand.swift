@@ -59,6 +59,11 @@ struct ServeCommand: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         configuration.whatsAppVerifyToken = environment["WHATSAPP_VERIFY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.whatsAppAppSecret = environment["WHATSAPP_APP_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.adminToken = environment["UPSERT_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if let token = configuration.adminToken, token.count < FrontConfiguration.minimumAdminTokenLength {
+            throw CLIError.usage(
+                "UPSERT_ADMIN_TOKEN must be at least \(FrontConfiguration.minimumAdminTokenLength) characters (it guards customer data)")
+        }
         let front = APIFront(
             configuration: configuration, database: database, registry: APIFront.bootstrapMetrics(), logger: logger)
         // The queue gauges on this /metrics too, sampled like a worker's.
