@@ -118,35 +118,14 @@ public struct QueueOverview: Sendable {
             latestFailed: failed, longestWaiting: waiting, readAt: readAt)
     }
 
-    /// The buckets of the window, the current one last: finished counts from `queue.finished_per_second`,
-    /// percentiles from the latest `sample` jobs of each bucket through `jobs_finished_idx`.
+    /// The buckets of the window, the current one last (`queue.recent_series`): finished
+    /// counts from `queue.finished_per_second`, percentiles from the latest `sample` jobs of
+    /// each bucket through `jobs_finished_idx`.
     static func readSeries(_ window: Window, on connection: isolated PostgresConnection) throws(PostgresError) -> [Point] {
-        let width = max(1, window.bucketSeconds)
-        return try connection.query(
+        try connection.query(
             """
-            WITH buckets AS (
-                SELECT to_timestamp((floor(extract(epoch FROM now()) / \(width)) - n) * \(width)) AS start
-                FROM generate_series(0, \(max(1, window.buckets)) - 1) n
-            )
-            SELECT b.start, least(\(width), greatest(1, extract(epoch FROM now() - b.start)))::float8 AS seconds,
-                   (SELECT coalesce(sum(f.jobs), 0) FROM queue.finished_per_second f
-                    WHERE f.second >= b.start AND f.second < b.start + \(width) * interval '1 second') AS finished,
-                   s.sampled, s.latency_p99, s.run_p99
-            FROM buckets b
-            CROSS JOIN LATERAL (
-                SELECT count(*) AS sampled,
-                       percentile_disc(0.99) WITHIN GROUP (ORDER BY r.latency) AS latency_p99,
-                       percentile_disc(0.99) WITHIN GROUP (ORDER BY r.run) AS run_p99
-                FROM (
-                    SELECT extract(epoch FROM j.finished_at - j.run_at)::float8 AS latency,
-                           extract(epoch FROM j.finished_at - j.started_at)::float8 AS run
-                    FROM queue.jobs j
-                    WHERE j.finished_at >= b.start AND j.finished_at < b.start + \(width) * interval '1 second'
-                      AND j.state IN ('succeeded', 'failed') AND j.started_at IS NOT NULL
-                    ORDER BY j.finished_at DESC LIMIT \(max(1, window.sample))
-                ) r
-            ) s
-            ORDER BY b.start
+            SELECT start, seconds, finished, sampled, latency_p99, run_p99
+            FROM queue.recent_series(\(max(1, window.bucketSeconds)), \(max(1, window.buckets)), \(max(1, window.sample)))
             """
         ).map { row throws(PostgresError) in
             Point(
