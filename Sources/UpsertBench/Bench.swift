@@ -77,6 +77,12 @@ public struct BenchReport: Sendable {
     public var scaling: [(processes: Int, jobsPerSecond: Double)] = []
     public var soakRSSMiB: [Double] = []
     public var peakRSSMiB = 0.0
+    /// WAL bytes and PostgreSQL CPU microseconds per job of each contact drain round, and of
+    /// the no-op drain.
+    public var drainWALBytesPerJob: [Double] = []
+    public var drainCPUMicrosecondsPerJob: [Double] = []
+    public var noopWALBytesPerJob: Double?
+    public var noopCPUMicrosecondsPerJob: Double?
 
     public struct Percentiles: Sendable {
         public var p50: Double
@@ -121,6 +127,10 @@ public struct BenchReport: Sendable {
         object["drain_rounds"] = .array(drainRounds.map { number($0) })
         object["scaling"] = .array(scaling.map { ["processes": .number(JSONNumber($0.processes)), "jobs_per_second": number($0.jobsPerSecond)] })
         object["soak_rss_mib"] = .array(soakRSSMiB.map { number($0) })
+        object["drain_wal_bytes_per_job"] = .array(drainWALBytesPerJob.map { number($0) })
+        object["drain_postgres_cpu_us_per_job"] = .array(drainCPUMicrosecondsPerJob.map { number($0) })
+        object["noop_wal_bytes_per_job"] = number(noopWALBytesPerJob)
+        object["noop_postgres_cpu_us_per_job"] = number(noopCPUMicrosecondsPerJob)
         return .object(object)
     }
 
@@ -141,7 +151,10 @@ public struct BenchReport: Sendable {
             "drain, contact.upsert, jobs/s             \(f(drainJobsPerSecond))\(roundsNote(drainRounds))   (\(drainSucceeded) succeeded, \(drainFailed) failed)",
             "floor, plain SQL 1 job/tx (pgbench), /s   \(f(floorJobsPerSecond))   (\(floorClients) clients)",
             "drain / floor                             \(floorJobsPerSecond.map { String(format: "%.2fx", drainJobsPerSecond / $0) } ?? "-")",
+            "drain, contact.upsert, WAL bytes per job  \(f(drainWALBytesPerJob.isEmpty ? nil : Bench.median(drainWALBytesPerJob)))\(roundsNote(drainWALBytesPerJob))",
+            "drain, contact.upsert, PostgreSQL CPU µs/job \(f(drainCPUMicrosecondsPerJob.isEmpty ? nil : Bench.median(drainCPUMicrosecondsPerJob)))\(roundsNote(drainCPUMicrosecondsPerJob))",
             "drain, queue.noop, jobs/s                 \(f(noopJobsPerSecond))",
+            "drain, queue.noop, WAL bytes / CPU µs per job  \(f(noopWALBytesPerJob)) / \(f(noopCPUMicrosecondsPerJob))",
             "idle enqueue-to-start ms p50/p99/max      \(ms(startLatencyMs?.p50)) / \(ms(startLatencyMs?.p99)) / \(ms(startLatencyMs?.max))",
             "idle enqueue-to-finish ms p50/p99/max     \(ms(finishLatencyMs?.p50)) / \(ms(finishLatencyMs?.p99)) / \(ms(finishLatencyMs?.max))",
         ]
@@ -240,9 +253,15 @@ public enum Bench {
             })
             try await settle(c)
             progress("drain: \(options.jobs) contact.upsert jobs (round \(round))")
+            let before = try await DatabaseCost.mark(on: c)
             report.drainRounds.append(try await timedRate(options.jobs) {
                 try await drain(["contacts"], database, options, handlers, logger)
             })
+            let after = try await DatabaseCost.mark(on: c)
+            let cost = try await DatabaseCost.between(before, after, on: c)
+            progress("drain round \(round): WAL \(before.lsn) to \(after.lsn) (for pg_waldump)")
+            report.drainWALBytesPerJob.append(cost.walBytes / Double(options.jobs))
+            if let cpu = cost.cpuSeconds { report.drainCPUMicrosecondsPerJob.append(cpu * 1e6 / Double(options.jobs)) }
         }
         report.enqueueJobsPerSecond = median(report.enqueueRounds)
         report.drainJobsPerSecond = median(report.drainRounds)
@@ -274,9 +293,13 @@ public enum Bench {
         progress("no-op: \(options.jobs) queue.noop jobs")
         try await enqueue(Array(repeating: [:], count: options.jobs), queue: "noop", kind: "queue.noop", on: c)
         try await settle(c)
+        let before = try await DatabaseCost.mark(on: c)
         report.noopJobsPerSecond = try await timedRate(options.jobs) {
             try await drain(["noop"], database, options, handlers, logger)
         }
+        let cost = try await DatabaseCost.between(before, try await DatabaseCost.mark(on: c), on: c)
+        report.noopWALBytesPerJob = cost.walBytes / Double(options.jobs)
+        report.noopCPUMicrosecondsPerJob = cost.cpuSeconds.map { $0 * 1e6 / Double(options.jobs) }
 
         progress("latency: \(options.latencySamples) jobs fed one at a time to an idle worker")
         (report.startLatencyMs, report.finishLatencyMs) = try await latency(
