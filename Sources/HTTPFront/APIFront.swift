@@ -33,7 +33,8 @@ public struct FrontConfiguration: Sendable {
     public var adminToken: String?
     /// The shortest admin token `serve` accepts.
     public static let minimumAdminTokenLength = 16
-    /// How long a connection may stay idle, or a request body take to arrive.
+    /// How long a connection may stay idle, and how long a client may take to send a whole
+    /// request (its head, then its body; see ``RequestDeadline``).
     public var idleTimeout: Duration = .seconds(30)
 
     public init() {}
@@ -105,9 +106,12 @@ public struct APIFront: Sendable {
             await self.measured("openapi") { Self.json(text: OpenAPIDocument.json) }
         }
         addDashboard(to: router)
+        let idle = configuration.idleTimeout.components.seconds
         return Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.idleTimeout.components.seconds)))),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [RequestDeadline(limit: .seconds(Int64(idle)))], idleTimeout: .seconds(Int64(idle)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
             services: [waiter],
             logger: logger)
