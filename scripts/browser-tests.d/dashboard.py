@@ -7,6 +7,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -36,6 +37,16 @@ def check(condition, message):
     checks += 1
 
 
+def steady(read):
+    """`read()` again when the page's 5-second refresh replaced the elements it was reading."""
+    for _ in range(10):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            time.sleep(0.2)
+    return read()
+
+
 def eventually(probe, what, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -52,7 +63,8 @@ for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--win
     options.add_argument(flag)
 options.binary_location = "/usr/bin/chromium"
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-wait = WebDriverWait(driver, 30)
+# A click that submits a form loads a new page: an element found just before may be gone.
+wait = WebDriverWait(driver, 30, ignored_exceptions=[NoSuchElementException, StaleElementReferenceException])
 try:
     # Not logged in: the login form, and no data.
     driver.get(args.url + "/dashboard")
@@ -79,6 +91,9 @@ try:
     check(driver.execute_script("return document.cookie") == "", "scripts must not read the session cookie")
 
     def page_counts():
+        return steady(read_counts)
+
+    def read_counts():
         counts = {}
         for tr in driver.find_elements(By.CSS_SELECTOR, "#queues tbody tr"):
             cells = [td.text.replace(",", "") for td in tr.find_elements(By.TAG_NAME, "td")]
@@ -98,23 +113,29 @@ try:
     check(page_counts() == expected, f"queue counts: page {page_counts()} vs database {expected}")
     codes = {code: int(n) for code, n in sql(
         "SELECT last_error->>'code', count(*) FROM queue.jobs WHERE state = 'failed' GROUP BY 1")}
-    shown = {}
-    for tr in driver.find_elements(By.CSS_SELECTOR, "#errors tbody tr"):
-        cells = tr.find_elements(By.TAG_NAME, "td")
-        shown[cells[0].text] = int(cells[1].text.replace(",", ""))
+    def read_codes():
+        shown = {}
+        for tr in driver.find_elements(By.CSS_SELECTOR, "#errors tbody tr"):
+            cells = tr.find_elements(By.TAG_NAME, "td")
+            shown[cells[0].text] = int(cells[1].text.replace(",", ""))
+        return shown
+    shown = steady(read_codes)
     check(shown == codes, f"errors by code: page {shown} vs database {codes}")
     failed_ids = [int(r[0]) for r in sql(
         "SELECT id FROM queue.jobs WHERE state = 'failed' ORDER BY created_at DESC, id DESC LIMIT 20")]
-    page_failed = [int(tr.get_attribute("data-job")) for tr in driver.find_elements(By.CSS_SELECTOR, "#failed tbody tr")]
+    page_failed = steady(lambda: [int(tr.get_attribute("data-job"))
+                                  for tr in driver.find_elements(By.CSS_SELECTOR, "#failed tbody tr")])
     check(page_failed == failed_ids, f"latest failed jobs: page {page_failed} vs database {failed_ids}")
     waiting_ids = [int(r[0]) for r in sql(
         "SELECT id FROM queue.jobs WHERE state = 'ready' AND run_at <= now() ORDER BY run_at, id LIMIT 20")]
-    page_waiting = [int(tr.get_attribute("data-job")) for tr in driver.find_elements(By.CSS_SELECTOR, "#waiting tbody tr")]
+    page_waiting = steady(lambda: [int(tr.get_attribute("data-job"))
+                                   for tr in driver.find_elements(By.CSS_SELECTOR, "#waiting tbody tr")])
     check(page_waiting == waiting_ids, f"waiting jobs: page {page_waiting} vs database {waiting_ids}")
     # The stored error object of a failed job, as stored.
-    first = driver.find_element(By.CSS_SELECTOR, f'#failed tbody tr[data-job="{failed_ids[0]}"]')
-    first.find_element(By.TAG_NAME, "summary").click()
-    shown_error = json.loads(first.find_element(By.TAG_NAME, "pre").text)
+    steady(lambda: driver.find_element(
+        By.CSS_SELECTOR, f'#failed tbody tr[data-job="{failed_ids[0]}"] summary').click())
+    shown_error = json.loads(steady(lambda: driver.find_element(
+        By.CSS_SELECTOR, f'#failed tbody tr[data-job="{failed_ids[0]}"] pre').text))
     stored_error = json.loads(sql(f"SELECT last_error FROM queue.jobs WHERE id = {failed_ids[0]}")[0][0])
     check(shown_error == stored_error, f"job {failed_ids[0]}'s error object: page {shown_error} vs database {stored_error}")
 
@@ -126,7 +147,7 @@ try:
     check(driver.find_elements(By.CSS_SELECTOR, f'#failed tbody tr[data-job="{failed_ids[0]}"] details[open]'),
           "an opened error object should stay open across refreshes")
     finished = int(sql("SELECT count(*) FROM queue.jobs WHERE state IN ('succeeded', 'failed')")[0][0])
-    note = driver.find_element(By.ID, "throughput-note").text
+    note = steady(lambda: driver.find_element(By.ID, "throughput-note").text)
     check(note.startswith(f"{finished:,} jobs finished"), f"throughput note '{note}', expected {finished:,} jobs")
     driver.save_screenshot(f"{args.out}/dashboard.png")
 
@@ -140,7 +161,7 @@ try:
           "a refused action must not change the job")
 
     # Retry through the button: the job is ready again, with fresh attempts.
-    driver.find_element(By.CSS_SELECTOR, f'button[data-job="{failed_ids[0]}"][data-action="retry"]').click()
+    steady(lambda: driver.find_element(By.CSS_SELECTOR, f'button[data-job="{failed_ids[0]}"][data-action="retry"]').click())
     eventually(lambda: sql(f"SELECT state, attempts FROM queue.jobs WHERE id = {failed_ids[0]}")[0] == ["ready", "0"],
                f"job {failed_ids[0]} to be ready after Retry")
     toast = wait.until(EC.presence_of_element_located((By.ID, "toast"))).text
@@ -148,7 +169,8 @@ try:
 
     # Cancel through the button: the longest-waiting job is cancelled.
     victim = waiting_ids[0]
-    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, f'button[data-job="{victim}"][data-action="cancel"]'))).click()
+    steady(lambda: wait.until(
+        EC.element_to_be_clickable((By.CSS_SELECTOR, f'button[data-job="{victim}"][data-action="cancel"]'))).click())
     eventually(lambda: sql(f"SELECT state FROM queue.jobs WHERE id = {victim}")[0][0] == "cancelled",
                f"job {victim} to be cancelled after Cancel")
 
