@@ -142,7 +142,10 @@ extension APIFront {
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
+        constantTimeEqual(Array(a.utf8), Array(b.utf8))
+    }
+
+    static func constantTimeEqual(_ x: [UInt8], _ y: [UInt8]) -> Bool {
         guard x.count == y.count else { return false }
         var difference: UInt8 = 0
         for index in x.indices { difference |= x[index] ^ y[index] }

@@ -41,10 +41,7 @@ struct AdminSessions: Sendable, CustomStringConvertible {
     /// Whether `candidate` is the token. Compares digests, so the time taken says nothing of
     /// the token's length or content.
     func isToken(_ candidate: String) -> Bool {
-        let digest = Array(SHA256.hash(data: Data(candidate.utf8)))
-        var difference: UInt8 = 0
-        for (a, b) in zip(digest, tokenDigest) { difference |= a ^ b }
-        return difference == 0
+        APIFront.constantTimeEqual(Array(SHA256.hash(data: Data(candidate.utf8))), tokenDigest)
     }
 
     /// A new session's cookie value, valid for ``lifetime`` seconds from `now`.
@@ -103,11 +100,15 @@ struct AdminSessions: Sendable, CustomStringConvertible {
             secure: true, httpOnly: true, sameSite: .strict)
     }
 
+    private static let hexDigits = Array("0123456789abcdef")
+
     private func mac(_ message: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: SymmetricKey(data: key)).map { byte in
-            let digits = Array("0123456789abcdef")
-            return String([digits[Int(byte >> 4)], digits[Int(byte & 0x0f)]])
-        }.joined()
+        var hex = ""
+        for byte in HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: SymmetricKey(data: key)) {
+            hex.append(Self.hexDigits[Int(byte >> 4)])
+            hex.append(Self.hexDigits[Int(byte & 0x0f)])
+        }
+        return hex
     }
 }
 

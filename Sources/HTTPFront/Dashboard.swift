@@ -59,17 +59,13 @@ extension APIFront {
             try? await Task.sleep(for: .seconds(1))
             return Self.html(DashboardPage.login(failed: true), status: .unauthorized)
         }
-        var response = Response(status: .seeOther, headers: [.location: "/dashboard", .cacheControl: "no-store"])
-        response.setCookie(AdminSessions.cookie(admin.newSession()))
-        return response
+        return Self.toPage(settingSession: admin.newSession())
     }
 
     func logout(_ request: Request) -> Response {
         guard admin != nil else { return Self.dashboardOff() }
         guard AdminSessions.isSameOrigin(request) else { return Self.error(403, "forbidden", "cross-origin request refused") }
-        var response = Response(status: .seeOther, headers: [.location: "/dashboard", .cacheControl: "no-store"])
-        response.setCookie(AdminSessions.cookie(nil))
-        return response
+        return Self.toPage(settingSession: nil)
     }
 
     func dashboardData(_ request: Request) async throws -> Response {
@@ -105,6 +101,13 @@ extension APIFront {
             return Self.error(409, "conflict", "job \(id) is \(state); \(action ?? "") does not apply to it")
         }
         return Self.json(["id": .number(JSONNumber(Int(id))), "state": .string(state)])
+    }
+
+    /// 303 to the page, setting the session cookie (`nil` clears it).
+    static func toPage(settingSession session: String?) -> Response {
+        var response = Response(status: .seeOther, headers: [.location: "/dashboard", .cacheControl: "no-store"])
+        response.setCookie(AdminSessions.cookie(session))
+        return response
     }
 
     static func adminUnauthorized() -> Response {

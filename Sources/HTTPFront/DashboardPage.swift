@@ -3,16 +3,24 @@
 /// seconds and writes every value with `textContent`, so nothing from a job (an error message,
 /// a payload's text) is ever parsed as HTML.
 enum DashboardPage {
-    static func login(failed: Bool) -> String {
+    /// The document's start and head, shared by the login form and the page.
+    static func head(title: String, extra: String = "") -> String {
         """
         <!doctype html>
         <html lang="en">
         <head>
         <meta charset="utf-8">
         <meta name="viewport" content="width=device-width, initial-scale=1">
-        <title>upsert-worker · log in</title>
+        <title>upsert-worker · \(title)</title>
         <link rel="stylesheet" href="/dashboard/app.css">
+        \(extra)
         </head>
+        """
+    }
+
+    static func login(failed: Bool) -> String {
+        """
+        \(head(title: "log in"))
         <body class="login">
         <form method="post" action="/dashboard/login" class="card login-card">
         <h1>upsert-worker</h1>
@@ -30,16 +38,10 @@ enum DashboardPage {
     /// `csrfToken` is hex digits only (an HMAC), safe inside the attribute.
     static func page(csrfToken: String) -> String {
         """
-        <!doctype html>
-        <html lang="en">
-        <head>
-        <meta charset="utf-8">
-        <meta name="viewport" content="width=device-width, initial-scale=1">
-        <meta name="csrf-token" content="\(csrfToken)">
-        <title>upsert-worker · live queue</title>
-        <link rel="stylesheet" href="/dashboard/app.css">
-        <script src="/dashboard/app.js" defer></script>
-        </head>
+        \(head(title: "live queue", extra: """
+            <meta name="csrf-token" content="\(csrfToken)">
+            <script src="/dashboard/app.js" defer></script>
+            """))
         <body>
         <header>
         <h1>upsert-worker <span>live queue</span></h1>
