@@ -145,7 +145,8 @@ let package = Package(
         ),
         .testTarget(
             name: "ContactDomainTests",
-            dependencies: ["ContactDomain", "JobQueue", "Postgres", "JSON", "TextForms", "TestSupport"]
+            dependencies: ["ContactDomain", "JobQueue", "Postgres", "JSON", "TextForms", "TestSupport"],
+            exclude: ["metadata"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -216,11 +216,16 @@ public struct ContactUpsertHandler: JobHandler {
         guard errors.isEmpty, let request = draft.request else { throw errors }
 
         // 4. The metadata structurer; explicit custom field values win over derived ones.
-        let structured = try await structurer.structure(request.metaData ?? [:], definitions: settings.definitions)
-        for (key, input) in structured.customFieldValues where changes[key] == nil {
-            guard let definition = settings.definitions[key], case .success(let canonical) = definition.canonicalize(input)
-            else { continue }
-            changes[key] = .init(definition: definition, value: canonical)
+        // A derived value that loses (or that its definition refuses) goes back into the metadata.
+        var structured = try await structurer.structure(request.metaData ?? [:], definitions: settings.definitions)
+        for (key, input) in structured.customFieldValues {
+            if changes[key] == nil, let definition = settings.definitions[key],
+                case .success(let canonical) = definition.canonicalize(input)
+            {
+                changes[key] = .init(definition: definition, value: canonical)
+            } else if let origin = structured.fieldOrigins[key] {
+                structured.metaData[origin.key] = origin.value
+            }
         }
         return PreparedUpsert(
             request: request, channel: channel,

@@ -83,6 +83,8 @@ public struct BenchReport: Sendable {
     public var drainCPUMicrosecondsPerJob: [Double] = []
     public var noopWALBytesPerJob: Double?
     public var noopCPUMicrosecondsPerJob: Double?
+    /// The metadata structurer's microseconds per typical 10-key object (no database).
+    public var structurerMicroseconds: Double?
 
     public struct Percentiles: Sendable {
         public var p50: Double
@@ -131,6 +133,7 @@ public struct BenchReport: Sendable {
         object["drain_postgres_cpu_us_per_job"] = .array(drainCPUMicrosecondsPerJob.map { number($0) })
         object["noop_wal_bytes_per_job"] = number(noopWALBytesPerJob)
         object["noop_postgres_cpu_us_per_job"] = number(noopCPUMicrosecondsPerJob)
+        object["structurer_us_per_object"] = structurerMicroseconds.map { .number(JSONNumber(($0 * 100).rounded() / 100)) } ?? .null
         return .object(object)
     }
 
@@ -155,6 +158,7 @@ public struct BenchReport: Sendable {
             "drain, contact.upsert, PostgreSQL CPU µs/job \(f(drainCPUMicrosecondsPerJob.isEmpty ? nil : Bench.median(drainCPUMicrosecondsPerJob)))\(roundsNote(drainCPUMicrosecondsPerJob))",
             "drain, queue.noop, jobs/s                 \(f(noopJobsPerSecond))",
             "drain, queue.noop, WAL bytes / CPU µs per job  \(f(noopWALBytesPerJob)) / \(f(noopCPUMicrosecondsPerJob))",
+            "structurer, 10-key meta_data, µs/object  \(ms(structurerMicroseconds))",
             "idle enqueue-to-start ms p50/p99/max      \(ms(startLatencyMs?.p50)) / \(ms(startLatencyMs?.p99)) / \(ms(startLatencyMs?.max))",
             "idle enqueue-to-finish ms p50/p99/max     \(ms(finishLatencyMs?.p50)) / \(ms(finishLatencyMs?.p99)) / \(ms(finishLatencyMs?.max))",
         ]
@@ -219,6 +223,7 @@ public enum Bench {
         report.batchSize = options.worker.batchSize
         report.backgroundCustomers = options.backgroundCustomers
         report.floorClients = options.floorClients
+        report.structurerMicroseconds = structurerMicroseconds()
         let workload = Workload()
         let c = try await PostgresConnection.connect(database, logger: logger)
         try await c.run { c in

@@ -49,10 +49,10 @@ struct Org: Sendable {
             """)
         try c.execute(
             """
-            INSERT INTO crm.custom_field_definitions (client_id, key, field_type, options, is_identifier) VALUES
-                (\(client), 'rut', 'text', NULL, true), (\(client), 'company_name', 'text', NULL, false),
-                (\(client), 'budget', 'number', NULL, false), (\(client), 'visit_date', 'date', NULL, false),
-                (\(client), 'is_vip', 'boolean', NULL, false), (\(client), 'plan', 'options', '["Free","Pro","Enterprise"]', false)
+            INSERT INTO crm.custom_field_definitions (client_id, key, label, field_type, options, is_identifier) VALUES
+                (\(client), 'rut', NULL, 'text', NULL, true), (\(client), 'company_name', 'Empresa', 'text', NULL, false),
+                (\(client), 'budget', 'Presupuesto', 'number', NULL, false), (\(client), 'visit_date', 'Fecha de visita', 'date', NULL, false),
+                (\(client), 'is_vip', NULL, 'boolean', NULL, false), (\(client), 'plan', NULL, 'options', '["Free","Pro","Enterprise"]', false)
             """)
     }
 }

@@ -203,23 +203,30 @@ struct UpsertTests {
         }
     }
 
-    @Test("metadata keys naming custom fields become values; well-known keys fill blanks; explicit values win")
+    @Test("metadata keys naming custom fields (by key, label or synonym) become values; well-known keys fill blanks; explicit values win")
     func structurerThroughTheJob() async throws {
         try await Domain.withDatabase { db, c in
             let org = Org(9)
             try await c.run { c in try org.create(on: c) }
             let job = try await Domain.one(
                 Domain.webchat(org, "u", [
-                    "meta_data": ["Budget": "2500", "Plan": "pro", "Visit Date": "not a date", "Correo": "ana@example.com", "Nombre": "Ana"],
+                    "meta_data": [
+                        "Presupuesto": "$2.500.000", "Plan": "pro", "Visit Date": "not a date", "Compañía": "Acme SpA",
+                        "¿Es VIP?": "Sí", "contacto": ["correo": "ana@example.com"], "Nombre": "Ana",
+                    ],
                     "custom_field_values": Domain.fields([("plan", "Enterprise")]),
                 ]), database: db, connection: c)
             #expect(job.state == "succeeded", "\(job.error?.jsonText ?? "")")
-            #expect(try await Domain.customFields(job.customerID, on: c) == ["budget": "2500", "plan": "Enterprise"])
+            #expect(try await Domain.customFields(job.customerID, on: c) == [
+                "budget": "2500000", "plan": "Enterprise", "company_name": "Acme SpA", "is_vip": "true",
+            ])
             let customer = try await Domain.customer(job.customerID, on: c)
             #expect(try customer.decode(String?.self, "email") == "ana@example.com")
             #expect(try customer.decode(String?.self, "name") == "Ana")
             let meta = try customer.decode(JSONValue.self, "meta_data")
-            #expect(meta["budget"] == nil && meta["visit_date"] == "not a date" && meta["correo"] == "ana@example.com")
+            #expect(meta["presupuesto"] == nil && meta["compania"] == nil && meta["visit_date"] == "not a date")
+            #expect(meta["plan"] == "pro", "the explicit value won, so the metadata keeps its own")
+            #expect(meta["contacto"] == ["correo": "ana@example.com"])
         }
     }
 

@@ -14,15 +14,21 @@ public enum CustomFieldType: String, Sendable, Hashable, CaseIterable {
 public struct CustomFieldDefinition: Sendable, Hashable {
     public let id: UUID
     public let key: String
+    /// The name people see (`crm.custom_field_definitions.label`), if any; metadata keys may
+    /// use it instead of the key.
+    public let label: String?
     public let type: CustomFieldType
     /// The allowed values of an `options` field, in the definition's spelling.
     public let options: [String]
     /// Identifier fields deduplicate customers: a value belongs to at most one customer.
     public let isIdentifier: Bool
 
-    public init(id: UUID, key: String, type: CustomFieldType, options: [String] = [], isIdentifier: Bool = false) {
+    public init(
+        id: UUID, key: String, label: String? = nil, type: CustomFieldType, options: [String] = [], isIdentifier: Bool = false
+    ) {
         self.id = id
         self.key = key
+        self.label = label
         self.type = type
         self.options = options
         self.isIdentifier = isIdentifier

@@ -65,7 +65,7 @@ public enum ContactStore {
                    (SELECT coalesce(string_agg(id::text, ','), '') FROM crm.team_members
                     WHERE client_id = \(clientID) AND active) AS agents,
                    (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                        'id', id, 'key', key, 'type', field_type, 'options', coalesce(options, '[]'::jsonb),
+                        'id', id, 'key', key, 'label', label, 'type', field_type, 'options', coalesce(options, '[]'::jsonb),
                         'identifier', is_identifier)), '[]'::jsonb)
                     FROM crm.custom_field_definitions WHERE client_id = \(clientID)) AS definitions
             """)[0]
@@ -79,7 +79,7 @@ public enum ContactStore {
             else { continue }
             let options = item["options"]?.arrayValue?.compactMap(\.stringValue) ?? []
             definitions[key] = CustomFieldDefinition(
-                id: id, key: key, type: type, options: options, isIdentifier: item["identifier"] == .bool(true))
+                id: id, key: key, label: item["label"]?.stringValue, type: type, options: options, isIdentifier: item["identifier"] == .bool(true))
         }
         return ContactCache.ClientSettings(stages: try ids("stages"), activeAgents: try ids("agents"), definitions: definitions)
     }
