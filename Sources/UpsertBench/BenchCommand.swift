@@ -72,6 +72,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .customLong("metrics-cost"), help: "The contact drain with metrics off and on, alternating, --rounds times each.")
     var metricsCost = false
 
+    @Flag(name: .customLong("structurer-cost"), help: "Only the metadata structurer's cost per typical 10-key object (no database).")
+    var structurerCost = false
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -84,6 +87,10 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if structurerCost {
+            print(String(format: "structurer, 10-key meta_data, µs/object  %.2f", Bench.structurerMicroseconds(rounds: rounds)))
+            return
+        }
         let database = try global.prepare()
         var options = BenchOptions()
         options.jobs = jobs

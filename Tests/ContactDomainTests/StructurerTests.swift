@@ -82,6 +82,13 @@ struct SnakeCaseFastPathTests {
             }
         }
         #expect(RuleBasedStructurer.isSnakeCase("utm_campaign"))
+        // The ASCII path gives what the scalar path gives.
+        let ascii = Array("aZ_z9- .?Hb\tAB")
+        for _ in 0..<20_000 {
+            let key = String((0..<(Int(random.next() % 9))).map { _ in ascii[Int(random.next() % UInt64(ascii.count))] })
+            #expect(RuleBasedStructurer.asciiSnakeCase(key) == RuleBasedStructurer.scalarSnakeCase(key), "\(key)")
+        }
+        #expect(RuleBasedStructurer.asciiSnakeCase("Año") == nil)
         #expect(!RuleBasedStructurer.isSnakeCase("_x") && !RuleBasedStructurer.isSnakeCase("x_") && !RuleBasedStructurer.isSnakeCase("a__b"))
         #expect(!RuleBasedStructurer.isSnakeCase("") && !RuleBasedStructurer.isSnakeCase("pageViews"))
     }

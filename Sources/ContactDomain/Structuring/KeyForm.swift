@@ -17,7 +17,12 @@ enum KeyForm {
 
     /// The compact form of a key, label or synonym; empty when nothing is left.
     static func compact(_ text: String) -> String {
-        let snake = RuleBasedStructurer.snakeCase(text)
+        formOfSnakeCase(RuleBasedStructurer.snakeCase(text))
+    }
+
+    /// ``compact(_:)`` of a key already in ``RuleBasedStructurer/snakeCase(_:)``'s form.
+    static func formOfSnakeCase(_ snake: String) -> String {
+        if let ascii = asciiForm(snake) { return ascii }
         var words: [Substring] = []
         var start: String.UnicodeScalarView.Index? = nil
         let scalars = snake.unicodeScalars
@@ -33,9 +38,48 @@ enum KeyForm {
             index = scalars.index(after: index)
         }
         if let first = start { words.append(Substring(scalars[first..<scalars.endIndex])) }
+        return joined(words)
+    }
+
+    static let joiningWordBytes: [[UInt8]] = joiningWords.map { Array($0.utf8) }
+    static let questionWordBytes: [[UInt8]] = questionWords.map { Array($0.utf8) }
+
+    /// ``formOfSnakeCase(_:)`` over the bytes of an ASCII key: words are runs of `[a-z0-9]`
+    /// (snake_case has no capitals left). Nil for any other key.
+    static func asciiForm(_ snake: String) -> String? {
+        var snake = snake
+        return snake.withUTF8 { bytes -> String? in
+            var words: [Range<Int>] = []
+            var start: Int? = nil
+            for (i, byte) in bytes.enumerated() {
+                guard byte < 0x80 else { return nil }
+                let isWordByte = (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                if isWordByte, start == nil { start = i }
+                if !isWordByte, let first = start {
+                    words.append(first..<i)
+                    start = nil
+                }
+            }
+            if let first = start { words.append(first..<bytes.count) }
+            func isOne(of list: [[UInt8]], _ word: Range<Int>) -> Bool {
+                list.contains { $0.count == word.count && $0.elementsEqual(bytes[word]) }
+            }
+            words.removeAll { isOne(of: joiningWordBytes, $0) }
+            if words.count > 1, isOne(of: questionWordBytes, words[0]) { words.removeFirst() }
+            if words.count == 1, words[0].count == bytes.count { return String(decoding: bytes, as: UTF8.self) }
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count)
+            for word in words { out.append(contentsOf: bytes[word]) }
+            return String(decoding: out, as: UTF8.self)
+        }
+    }
+
+    static func joined(_ words: [Substring]) -> String {
+        var words = words
         words.removeAll { joiningWords.contains($0) }
         if words.count > 1, questionWords.contains(words[0]) { words.removeFirst() }
-        return words.joined()
+        return words.count == 1 ? String(words[0]) : words.joined()
     }
 
     /// The form itself and its singulars: without a final `s`, without a final `es`, and with

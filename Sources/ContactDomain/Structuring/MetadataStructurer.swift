@@ -1,4 +1,5 @@
 import JSON
+import Synchronization
 
 /// What a structurer made of a job's `meta_data` (docs/rules.md section 6).
 public struct StructuredMetadata: Sendable, Hashable {
@@ -65,6 +66,15 @@ public struct RuleBasedStructurer: MetadataStructurer {
 
     enum ProfileField { case email, phone, name }
 
+    /// One metadata key while it is structured.
+    struct Entry {
+        var key: String
+        var original: String
+        var value: JSONValue
+        var variants: [String] = []
+        var field: String? = nil
+    }
+
     /// Key forms (``KeyForm``) of the well-known profile keys.
     static let profileForms: [String: ProfileField] = {
         var table: [String: ProfileField] = [:]
@@ -88,49 +98,56 @@ public struct RuleBasedStructurer: MetadataStructurer {
         -> StructuredMetadata
     {
         var result = StructuredMetadata()
-        // Deterministic on collisions: keys already in snake_case win, then the later key in sorted order.
-        let keyed = metaData.keys.map { (original: $0, key: Self.snakeCase($0)) }
-            .sorted { ($0.key == $0.original ? 1 : 0, $0.original) < ($1.key == $1.original ? 1 : 0, $1.original) }
-        var entries: [String: JSONValue] = [:]
-        for (original, key) in keyed {
-            if let value = metaData[original] { entries[key] = value }
+        result.metaData.reserveCapacity(metaData.count)
+        // One entry per snake_case key, in key order. Deterministic on collisions: the key
+        // already in snake_case wins, then the later key in sorted order.
+        var entries: [Entry] = []
+        entries.reserveCapacity(metaData.count)
+        for (original, value) in metaData {
+            let key = Self.snakeCase(original)
+            entries.append(Entry(key: key, original: original, value: value))
         }
-        let fields = FieldNames(definitions)
-        // Each key's field, then only the fields named by one key.
-        var named: [String: String] = [:]
+        entries.sort { ($0.key, $0.key == $0.original ? 1 : 0, $0.original) < ($1.key, $1.key == $1.original ? 1 : 0, $1.original) }
+        entries = entries.enumerated().filter { i, entry in i + 1 == entries.count || entries[i + 1].key != entry.key }.map(\.element)
+
+        // Each key's form once; its field, then only the fields named by one key.
+        let fields = FieldNames.cached(definitions)
         var keysPerField: [String: Int] = [:]
-        for key in entries.keys {
-            guard let field = fields.field(named: key) else { continue }
-            named[key] = field
+        for i in entries.indices {
+            entries[i].variants = KeyForm.variants(KeyForm.formOfSnakeCase(entries[i].key))
+            guard let field = fields.field(variants: entries[i].variants) else { continue }
+            entries[i].field = field
             keysPerField[field, default: 0] += 1
         }
-        var nested: [String] = []
-        for key in entries.keys.sorted() {
-            guard let value = entries[key] else { continue }
-            if let field = named[key], keysPerField[field] == 1, let definition = definitions[field],
-                let input = Self.read(value, as: definition)
+        var nested: [[String: JSONValue]] = []
+        for entry in entries {
+            let (key, value) = (entry.key, entry.value)
+            if let field = entry.field, keysPerField[field] == 1, let definition = definitions[field],
+                let input = Self.read(value, as: definition, foldedOptions: fields.foldedOptions[field])
             {
                 result.customFieldValues[field] = input
                 result.fieldOrigins[field] = MetadataEntry(key: key, value: value)
                 continue
             }
             result.metaData[key] = value
-            if case .object = value, Self.isPersonKey(key) { nested.append(key) }
-            fillProfile(&result, key: key, value: value)
+            if case .object(let members) = value, entry.variants.contains(where: Self.personForms.contains) {
+                nested.append(members)
+            }
+            fillProfile(&result, field: Self.profileField(entry.variants), value: value)
         }
         // One level down fills only what the top level left blank; the first key in order wins.
-        for key in nested {
-            guard case .object(let members) = entries[key] else { continue }
+        for members in nested {
             for (inner, value) in members.sorted(by: { $0.key < $1.key }) {
-                fillProfile(&result, key: inner, value: value, onlyIfBlank: true)
+                guard case .string = value else { continue }
+                fillProfile(&result, field: Self.profileField(KeyForm.variants(KeyForm.compact(inner))), value: value, onlyIfBlank: true)
             }
         }
         return result
     }
 
     /// Fills the profile field `key` names when `value` is valid for it.
-    func fillProfile(_ result: inout StructuredMetadata, key: String, value: JSONValue, onlyIfBlank: Bool = false) {
-        guard case .string(let text) = value, let field = Self.profileField(key) else { return }
+    func fillProfile(_ result: inout StructuredMetadata, field: ProfileField?, value: JSONValue, onlyIfBlank: Bool = false) {
+        guard case .string(let text) = value, let field else { return }
         let trimmed = text.trimmingSpaces
         guard !trimmed.isEmpty else { return }
         switch field {
@@ -158,14 +175,11 @@ public struct RuleBasedStructurer: MetadataStructurer {
             "contact", "contacto", "contato", "customer", "cliente", "client", "person", "persona", "pessoa", "lead",
             "user", "usuario", "usuário", "visitor", "visitante", "profile", "perfil", "contact info",
             "datos de contacto", "datos contacto", "dados de contato", "dados contato", "informacion de contacto",
-        ].map(KeyForm.compact))
+        ].flatMap { KeyForm.variants(KeyForm.compact($0)) })
 
-    static func isPersonKey(_ key: String) -> Bool {
-        KeyForm.variants(KeyForm.compact(key)).contains { personForms.contains($0) }
-    }
-
-    static func profileField(_ key: String) -> ProfileField? {
-        for variant in KeyForm.variants(KeyForm.compact(key)) {
+    /// The profile field a key's form variants name, if any.
+    static func profileField(_ variants: [String]) -> ProfileField? {
+        for variant in variants {
             if let field = profileForms[variant] { return field }
         }
         return nil
@@ -173,7 +187,9 @@ public struct RuleBasedStructurer: MetadataStructurer {
 
     /// `value` as the definition's type, in a form its `canonicalize` accepts; nil when it
     /// cannot be read without guessing.
-    static func read(_ value: JSONValue, as definition: CustomFieldDefinition) -> CustomFieldInput? {
+    static func read(_ value: JSONValue, as definition: CustomFieldDefinition, foldedOptions: [String]? = nil)
+        -> CustomFieldInput?
+    {
         let input: CustomFieldInput?
         switch definition.type {
         case .text:
@@ -185,7 +201,10 @@ public struct RuleBasedStructurer: MetadataStructurer {
         case .boolean:
             input = ValueReading.boolean(value).map(CustomFieldInput.bool)
         case .options:
-            input = ValueReading.option(value, options: definition.options).map(CustomFieldInput.string)
+            input = ValueReading.option(
+                value, options: definition.options,
+                folded: foldedOptions ?? definition.options.map { RuleBasedStructurer.foldedLowercase($0.trimmingSpaces) }
+            ).map(CustomFieldInput.string)
         }
         // The last word is the definition's own: nothing it would refuse leaves the metadata.
         guard let input, case .success = definition.canonicalize(input) else { return nil }
@@ -205,29 +224,76 @@ public struct RuleBasedStructurer: MetadataStructurer {
     /// `"UTM-Campaign"` → `utm_campaign`, `"HTTPStatus"` → `http_status`.
     public static func snakeCase(_ key: String) -> String {
         if isSnakeCase(key) { return key }
-        let scalars = Array(key.trimmingSpaces.unicodeScalars)
-        var out = ""
+        return asciiSnakeCase(key) ?? scalarSnakeCase(key)
+    }
+
+    /// ``snakeCase(_:)`` scalar by scalar, for any key.
+    static func scalarSnakeCase(_ key: String) -> String {
+        // ASCII scalars answer from their value; only the others look their properties up.
+        func isSpace(_ c: Unicode.Scalar) -> Bool { c.isASCII ? c == " " || (0x09...0x0D).contains(c.value) : c.properties.isWhitespace }
+        func isUpper(_ c: Unicode.Scalar) -> Bool { c.isASCII ? ("A"..."Z").contains(c) : c.properties.isUppercase }
+        func isLower(_ c: Unicode.Scalar) -> Bool { c.isASCII ? ("a"..."z").contains(c) : c.properties.isLowercase }
+        let scalars = Array(key.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var lastIsUnderscore = false
         var previous: Unicode.Scalar? = nil
         for (i, scalar) in scalars.enumerated() {
-            if scalar.properties.isWhitespace || scalar == "-" || scalar == "_" {
-                if !out.isEmpty, out.last != "_" { out.append("_") }
+            if scalar == "-" || scalar == "_" || isSpace(scalar) {
+                if !out.isEmpty, !lastIsUnderscore {
+                    out.append("_")
+                    lastIsUnderscore = true
+                }
                 previous = nil
                 continue
             }
-            let isUpper = scalar.properties.isUppercase
-            if isUpper, let previous, !out.isEmpty, out.last != "_" {
+            if isUpper(scalar), let previous, !out.isEmpty, !lastIsUnderscore {
                 let next = i + 1 < scalars.count ? scalars[i + 1] : nil
-                let previousIsLowerOrDigit = previous.properties.isLowercase || ("0"..."9").contains(previous)
-                let startsWord = previous.properties.isUppercase && (next?.properties.isLowercase ?? false)
-                if previousIsLowerOrDigit || startsWord { out.append("_") }
+                let startsWord = isUpper(previous) && next.map(isLower) == true
+                if isLower(previous) || ("0"..."9").contains(previous) || startsWord { out.append("_") }
             }
-            for lower in String(scalar).lowercased().unicodeScalars {
-                out.unicodeScalars.append(contentsOf: Self.withoutAccent(lower).unicodeScalars)
+            if scalar.isASCII {
+                out.append(isUpper(scalar) ? Unicode.Scalar(UInt8(scalar.value) | 0x20) : scalar)
+            } else {
+                for lower in String(scalar).lowercased().unicodeScalars {
+                    out.append(contentsOf: Self.withoutAccent(lower).unicodeScalars)
+                }
             }
+            lastIsUnderscore = out.last == "_"
             previous = scalar
         }
         while out.last == "_" { out.removeLast() }
-        return out.isEmpty ? key : out
+        return out.isEmpty ? key : String(out)
+    }
+
+    /// ``snakeCase(_:)`` of an ASCII key, over its bytes: the same steps without Unicode
+    /// property lookups (a test checks that both agree). Nil for any other key.
+    static func asciiSnakeCase(_ key: String) -> String? {
+        let bytes = Array(key.utf8)
+        guard bytes.allSatisfy({ $0 < 0x80 }) else { return nil }
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (0x09...0x0D).contains(b) }
+        func isUpper(_ b: UInt8) -> Bool { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(b) }
+        func isLower(_ b: UInt8) -> Bool { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(b) }
+        func isDigit(_ b: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) }
+        let underscore = UInt8(ascii: "_")
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 4)
+        var previous: UInt8? = nil
+        for (i, byte) in bytes.enumerated() {
+            if isSpace(byte) || byte == UInt8(ascii: "-") || byte == underscore {
+                if let last = out.last, last != underscore { out.append(underscore) }
+                previous = nil
+                continue
+            }
+            if isUpper(byte), let previous, let last = out.last, last != underscore {
+                let next = i + 1 < bytes.count ? bytes[i + 1] : nil
+                let startsWord = isUpper(previous) && next.map(isLower) == true
+                if isLower(previous) || isDigit(previous) || startsWord { out.append(underscore) }
+            }
+            out.append(isUpper(byte) ? byte | 0x20 : byte)
+            previous = byte
+        }
+        while out.last == underscore { out.removeLast() }
+        return out.isEmpty ? key : String(decoding: out, as: UTF8.self)
     }
 
     /// Already snake_case (`[a-z0-9]+` joined by single underscores): ``snakeCase(_:)`` would
@@ -277,40 +343,6 @@ public struct RuleBasedStructurer: MetadataStructurer {
     }
 }
 
-/// The custom fields a client defines, by the names a metadata key may use for them.
-struct FieldNames {
-    /// Variants of the forms of each definition's key and label, to the definitions' keys.
-    var own: [String: Set<String>] = [:]
-    /// Synonym concepts of each definition, to the definitions' keys.
-    var byConcept: [Int: Set<String>] = [:]
-
-    init(_ definitions: [String: CustomFieldDefinition]) {
-        for definition in definitions.values {
-            var concepts: Set<Int> = []
-            for name in [definition.key, definition.label].compactMap({ $0 }) {
-                let form = KeyForm.compact(name)
-                guard !form.isEmpty else { continue }
-                for variant in KeyForm.variants(form) { own[variant, default: []].insert(definition.key) }
-                concepts.formUnion(FieldSynonyms.concepts(of: form))
-            }
-            for concept in concepts { byConcept[concept, default: []].insert(definition.key) }
-        }
-    }
-
-    /// The one field `key` names: by a definition's own key or label first, else by a synonym;
-    /// nil when it names none, or more than one.
-    func field(named key: String) -> String? {
-        let form = KeyForm.compact(key)
-        guard !form.isEmpty else { return nil }
-        var fields: Set<String> = []
-        for variant in KeyForm.variants(form) { fields.formUnion(own[variant] ?? []) }
-        if fields.isEmpty {
-            for concept in FieldSynonyms.concepts(of: form) { fields.formUnion(byConcept[concept] ?? []) }
-        }
-        return fields.count == 1 ? fields.first : nil
-    }
-}
-
 /// Merges a patch into existing metadata: objects merge key by key, other values replace,
 /// and a JSON null removes the key (at any depth).
 public enum MetadataMerge {
@@ -332,4 +364,58 @@ public enum MetadataMerge {
         }
         return result
     }
+}
+
+/// The custom fields a client defines, by the names a metadata key may use for them.
+struct FieldNames: Sendable {
+    /// Variants of the forms of each definition's key and label, to the definitions' keys.
+    var own: [String: Set<String>] = [:]
+    /// Synonym concepts of each definition, to the definitions' keys.
+    var byConcept: [Int: Set<String>] = [:]
+    /// Each options field's options, folded as values are compared (``ValueReading/option(_:options:folded:)``).
+    var foldedOptions: [String: [String]] = [:]
+
+    init(_ definitions: [String: CustomFieldDefinition]) {
+        for definition in definitions.values {
+            if definition.type == .options {
+                foldedOptions[definition.key] = definition.options.map { RuleBasedStructurer.foldedLowercase($0.trimmingSpaces) }
+            }
+            var concepts: Set<Int> = []
+            for name in [definition.key, definition.label].compactMap({ $0 }) {
+                let form = KeyForm.compact(name)
+                guard !form.isEmpty else { continue }
+                for variant in KeyForm.variants(form) { own[variant, default: []].insert(definition.key) }
+                concepts.formUnion(FieldSynonyms.concepts(of: form))
+            }
+            for concept in concepts { byConcept[concept, default: []].insert(definition.key) }
+        }
+    }
+
+    /// The one field a key names, given its form's variants: by a definition's own key or
+    /// label first, else by a synonym; nil when it names none, or more than one.
+    func field(variants: [String]) -> String? {
+        guard let first = variants.first, !first.isEmpty else { return nil }
+        var fields: Set<String> = []
+        for variant in variants { fields.formUnion(own[variant] ?? []) }
+        if fields.isEmpty {
+            for variant in variants {
+                if let concept = FieldSynonyms.conceptOfForm[variant] { fields.formUnion(byConcept[concept] ?? []) }
+            }
+        }
+        return fields.count == 1 ? fields.first : nil
+    }
+
+    /// The index of a set of definitions, built once: an organization's definitions are the
+    /// same for every job until they change. At most 4,096 sets are kept; then it starts over.
+    static func cached(_ definitions: [String: CustomFieldDefinition]) -> FieldNames {
+        if let known = cache.withLock({ $0[definitions] }) { return known }
+        let names = FieldNames(definitions)
+        cache.withLock { cache in
+            if cache.count >= 4_096 { cache.removeAll() }
+            cache[definitions] = names
+        }
+        return names
+    }
+
+    static let cache = Mutex<[[String: CustomFieldDefinition]: FieldNames]>([:])
 }

@@ -29,83 +29,128 @@ enum ValueReading {
     }
 
     static func number(_ text: String) -> String? {
-        var rest = Substring(text.lowercased()).trimmingCharacters(where: isSpace)
-        guard !rest.isEmpty, rest.utf8.count <= 64 else { return nil }
+        guard text.utf8.count <= 64 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x41...0x5A: bytes.append(UInt8(scalar.value) | 0x20)
+            case 0..<0x80: bytes.append(UInt8(scalar.value))
+            // No-break spaces, as spreadsheets and `Intl.NumberFormat` put after `R$`.
+            case 0xA0, 0x202F: bytes.append(0x20)
+            default: return nil
+            }
+        }
+        return number(bytes: bytes[...])
+    }
+
+    static let currencyMarks: [(mark: [UInt8], decimalComma: Bool?, suffix: Bool)] = currencies.map {
+        (Array($0.mark.utf8), $0.decimalComma, !$0.mark.hasSuffix("$") && !$0.mark.hasSuffix("/"))
+    }
+
+    /// ``number(_:)`` over lowercased ASCII.
+    static func number(bytes: ArraySlice<UInt8>) -> String? {
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (0x09...0x0D).contains(b) }
+        func isDigit(_ b: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) }
+        let (dot, comma, minus) = (UInt8(ascii: "."), UInt8(ascii: ","), UInt8(ascii: "-"))
+        var rest = bytes
+        func trim() {
+            while let first = rest.first, isSpace(first) { rest = rest.dropFirst() }
+            while let last = rest.last, isSpace(last) { rest = rest.dropLast() }
+        }
+        trim()
         var negative = false
         var decimalComma: Bool? = nil
         var sawCurrency = false
         func takeSign() {
-            if rest.first == "-" {
-                negative = true
-                rest = rest.dropFirst().trimmingCharacters(where: isSpace)
-            }
+            guard !negative, rest.first == minus else { return }
+            negative = true
+            rest = rest.dropFirst()
+            trim()
         }
         func takeCurrency() {
             guard !sawCurrency else { return }
-            for (mark, comma) in currencies {
-                if rest.hasPrefix(mark) {
-                    rest = rest.dropFirst(mark.count).trimmingCharacters(where: isSpace)
-                    decimalComma = comma
-                    sawCurrency = true
-                    return
+            for (mark, comma, suffix) in currencyMarks {
+                if rest.starts(with: mark) {
+                    rest = rest.dropFirst(mark.count)
+                } else if suffix, rest.count >= mark.count, rest.suffix(mark.count).elementsEqual(mark) {
+                    rest = rest.dropLast(mark.count)
+                } else {
+                    continue
                 }
-                if rest.hasSuffix(mark), !mark.hasSuffix("$"), !mark.hasSuffix("/") {
-                    rest = rest.dropLast(mark.count).trimmingCharacters(where: isSpace)
-                    decimalComma = comma
-                    sawCurrency = true
-                    return
-                }
+                trim()
+                decimalComma = comma
+                sawCurrency = true
+                return
             }
         }
         takeSign()
         takeCurrency()
-        if !negative { takeSign() }
+        takeSign()
         takeCurrency()
-        guard !rest.isEmpty, rest.allSatisfy({ $0.isASCIIDigit || $0 == "." || $0 == "," }) else { return nil }
-        let dots = rest.filter { $0 == "." }.count
-        let commas = rest.filter { $0 == "," }.count
-        let decimal: Character?
+        guard !rest.isEmpty else { return nil }
+        var dots = 0, commas = 0
+        for byte in rest {
+            if byte == dot { dots += 1 } else if byte == comma { commas += 1 } else if !isDigit(byte) { return nil }
+        }
+        let decimal: UInt8?
         switch (dots, commas) {
         case (0, 0): decimal = nil
         case (_, 0), (0, _):
-            let separator: Character = dots > 0 ? "." : ","
+            let separator = dots > 0 ? dot : comma
             if let decimalComma {
-                decimal = (decimalComma ? "," : ".") == separator ? separator : nil
+                decimal = (decimalComma ? comma : dot) == separator ? separator : nil
             } else if dots + commas > 1 {
                 decimal = nil
             } else {
                 // One separator: a decimal point unless exactly three digits follow it.
-                guard let at = rest.firstIndex(of: separator) else { return nil }
-                let after = rest[rest.index(after: at)...]
-                guard after.count != 3 else { return nil }
+                guard let at = rest.firstIndex(of: separator), rest.endIndex - at - 1 != 3 else { return nil }
                 decimal = separator
             }
         default:
             // Both: the last one is the decimal separator, and it comes once.
-            guard let last = rest.last(where: { $0 == "." || $0 == "," }) else { return nil }
-            if let decimalComma, (decimalComma ? "," : ".") != last { return nil }
-            guard (last == "." ? dots : commas) == 1 else { return nil }
+            guard let at = rest.lastIndex(where: { $0 == dot || $0 == comma }) else { return nil }
+            let last = rest[at]
+            if let decimalComma, (decimalComma ? comma : dot) != last { return nil }
+            guard (last == dot ? dots : commas) == 1 else { return nil }
             decimal = last
         }
         var integerPart = rest
-        var fraction: Substring = ""
+        var fraction: ArraySlice<UInt8> = []
         if let decimal, let at = rest.firstIndex(of: decimal) {
             integerPart = rest[..<at]
-            fraction = rest[rest.index(after: at)...]
-            guard !fraction.isEmpty, fraction.allSatisfy(\.isASCIIDigit) else { return nil }
+            fraction = rest[(at + 1)...]
+            guard !fraction.isEmpty, fraction.allSatisfy(isDigit) else { return nil }
         }
-        // What is left of the decimal separator is digits, grouped by three when grouped at all.
-        let groups = integerPart.split(separator: integerPart.contains(".") ? "." : ",", omittingEmptySubsequences: false)
-        guard let first = groups.first, !first.isEmpty, first.allSatisfy(\.isASCIIDigit) else { return nil }
-        if groups.count > 1 {
-            guard first.count <= 3, groups.dropFirst().allSatisfy({ $0.count == 3 && $0.allSatisfy(\.isASCIIDigit) })
-            else { return nil }
+        // Left of the decimal separator: digits, grouped by three when grouped at all.
+        let grouping: UInt8 = integerPart.contains(dot) ? dot : comma
+        var digits: [UInt8] = []
+        digits.reserveCapacity(integerPart.count)
+        var groupLength = 0
+        var groups = 0
+        for byte in integerPart {
+            if byte == grouping {
+                guard groupLength > 0, groups > 0 || groupLength <= 3, groups == 0 || groupLength == 3 else { return nil }
+                groups += 1
+                groupLength = 0
+            } else {
+                guard isDigit(byte) else { return nil }
+                digits.append(byte)
+                groupLength += 1
+            }
         }
-        let digits = groups.joined()
-        return DecimalText.canonical((negative ? "-" : "") + digits + (fraction.isEmpty ? "" : "." + fraction))
+        guard groupLength > 0, groups == 0 || groupLength == 3 else { return nil }
+        // Canonical, as PostgreSQL's numeric prints it: no leading zeros, the fraction as written.
+        while digits.count > 1, digits.first == UInt8(ascii: "0") { digits.removeFirst() }
+        let isZero = digits.allSatisfy { $0 == UInt8(ascii: "0") } && fraction.allSatisfy { $0 == UInt8(ascii: "0") }
+        var out: [UInt8] = negative && !isZero ? [minus] : []
+        out.append(contentsOf: digits)
+        if !fraction.isEmpty {
+            out.append(dot)
+            out.append(contentsOf: fraction)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
-
-    static func isSpace(_ c: Character) -> Bool { c.isWhitespace }
 
     // MARK: Dates
 
@@ -214,7 +259,8 @@ enum ValueReading {
 
     /// The one option equal to the value, ignoring case, accents and surrounding spaces, in
     /// the definition's spelling; nil when none is, or when two are.
-    static func option(_ value: JSONValue, options: [String]) -> String? {
+    /// `folded` holds the options folded the same way, in the same order.
+    static func option(_ value: JSONValue, options: [String], folded: [String]) -> String? {
         let text: String
         switch value {
         case .string(let s): text = s
@@ -223,16 +269,11 @@ enum ValueReading {
         }
         let wanted = RuleBasedStructurer.foldedLowercase(text.trimmingSpaces)
         guard !wanted.isEmpty else { return nil }
-        let matches = options.filter { RuleBasedStructurer.foldedLowercase($0.trimmingSpaces) == wanted }
-        return matches.count == 1 ? matches[0] : nil
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters(where isTrimmed: (Character) -> Bool) -> Substring {
-        var view = self
-        while let first = view.first, isTrimmed(first) { view.removeFirst() }
-        while let last = view.last, isTrimmed(last) { view.removeLast() }
-        return view
+        var match: String? = nil
+        for (option, foldedOption) in zip(options, folded) where foldedOption == wanted {
+            guard match == nil else { return nil }
+            match = option
+        }
+        return match
     }
 }
