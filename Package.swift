@@ -94,6 +94,7 @@ let package = Package(
             dependencies: [
                 "Postgres", "JSON", "TextForms", "Migrations", "JobQueue", "ContactDomain", "CommandLineSupport", "HTTPFront",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -46,6 +46,46 @@ public enum ContactCSV {
     }
 }
 
+extension ContactCSV {
+    /// The fields of a CSV row under `headers` that ``payload(headers:fields:)`` would turn
+    /// into `payload`: the way back, for writing a failed row in its file's columns. Strings
+    /// are written as they are, other JSON values as JSON; a whole `meta_data` or
+    /// `custom_field_values` column holds what no `meta_data.KEY` or `cf.KEY` column took.
+    public static func fields(headers: [String], payload: JSONValue) -> [String] {
+        let object = payload.objectValue ?? [:]
+        let names = headers.map(\.trimmingSpaces)
+        func text(_ value: JSONValue?) -> String {
+            switch value {
+            case .string(let s)?: s
+            case nil, .null?: ""
+            case let value?: value.jsonText
+            }
+        }
+        var meta = object["meta_data"]?.objectValue ?? [:]
+        var customFields: [(key: String, value: JSONValue)] = (object["custom_field_values"]?.arrayValue ?? []).compactMap {
+            guard let key = $0["key"]?.stringValue else { return nil }
+            return (key, $0["value"] ?? .null)
+        }
+        var out = Array(repeating: "", count: names.count)
+        for (i, name) in names.enumerated() {
+            if let key = name.dropPrefix("meta_data.") {
+                out[i] = text(meta.removeValue(forKey: key))
+            } else if let key = name.dropPrefix("custom_field_values.") ?? name.dropPrefix("cf.") {
+                if let at = customFields.firstIndex(where: { $0.key == key }) { out[i] = text(customFields.remove(at: at).value) }
+            } else if name != "meta_data", name != "custom_field_values" {
+                out[i] = text(object[name])
+            }
+        }
+        for (i, name) in names.enumerated() {
+            if name == "meta_data", !meta.isEmpty { out[i] = JSONValue.object(meta).jsonText }
+            if name == "custom_field_values", !customFields.isEmpty {
+                out[i] = JSONValue.array(customFields.map { ["key": .string($0.key), "value": $0.value] }).jsonText
+            }
+        }
+        return out
+    }
+}
+
 extension String {
     func dropPrefix(_ prefix: String) -> String? {
         hasPrefix(prefix) && count > prefix.count ? String(dropFirst(prefix.count)) : nil

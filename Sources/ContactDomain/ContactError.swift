@@ -112,4 +112,21 @@ public struct ContactError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(status) \(code): \(details.jsonText)" }
+
+    /// Every problem as the field it concerns and why, in the contract's order: payload fields
+    /// by name, custom fields as `custom_field_values.KEY`, an unknown channel as
+    /// `channel_identity` (its number or id), the
+    /// organization as `client_id`.
+    public var problems: [(field: String, reason: String)] {
+        var out: [(field: String, reason: String)] = []
+        out += invalidPayload.map { ($0.field, $0.reason) }
+        out += missingFields.map { ($0, "required") }
+        out += invalidFields.map { ($0.field, $0.reason) }
+        out += invalidCustomFieldKeys.map { ("custom_field_values.\($0)", "no custom field with this key for the organization") }
+        out += invalidCustomFieldValues.map { ("custom_field_values.\($0.key)", $0.reason) }
+        if let unknownChannel { out.append(("channel_identity", unknownChannel)) }
+        out += identifierConflicts.map { ("custom_field_values.\($0.key)", $0.reason) }
+        if let unauthorized { out.append(("client_id", unauthorized)) }
+        return out
+    }
 }

@@ -144,6 +144,22 @@ public struct ContactUpsertHandler: JobHandler {
         return results.map { $0 ?? .failure(UpsertInvariant.jobWithoutResult) }
     }
 
+    /// Checks one payload as the worker will before it writes anything: the payload rules, the
+    /// organization, the channel, and the stage, agent and custom fields against the
+    /// organization's settings (docs/rules.md sections 1 to 3). The organization the job would
+    /// act for when it gets past them; otherwise every problem found. What needs the person's rows (identifier
+    /// conflicts) is left to the worker. Settings are cached for the handler's life.
+    public func check(_ payload: JSONValue, clientID: UUID?, on connection: isolated PostgresConnection) async throws
+        -> Result<UUID, ContactError>
+    {
+        let job = Job(id: 0, queue: "", kind: kind, payload: payload, clientID: clientID)
+        do {
+            return .success(try await prepare(DecodedJob(job: job, work: decode(job)), on: connection).channel.clientID)
+        } catch let error as ContactError {
+            return .failure(error)
+        }
+    }
+
     /// Every rule that needs no lookup of the person: the payload, the client, the channel,
     /// stage, agent and custom fields against the client's settings, and the structurer.
     /// Throws the job's ``ContactError`` with every problem found, or a database error.

@@ -125,6 +125,9 @@ public struct NewJob: Sendable {
     /// Announce the job's end on the channel `queue_jobs_finished` (for a producer that waits
     /// for the result, as `serve` does). Default: false.
     public var notifyFinished = false
+    /// The import the job came from (`queue.imports`), and its line in the import's file.
+    public var importID: UUID?
+    public var importLine: Int?
 
     public init(
         queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, idempotencyKey: String? = nil,

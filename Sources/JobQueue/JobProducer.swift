@@ -146,13 +146,19 @@ public enum JobProducer {
     {
         guard !jobs.isEmpty else { return 0 }
         let places = try places(for: jobs, on: connection)
+        // An import's jobs carry its tag; other jobs' rows leave the two columns out.
+        let tagged = jobs.contains { $0.importID != nil }
         let columns: StaticString =
-            "queue, kind, payload, client_id, idempotency_key, ordering_key, priority, run_at, max_attempts, fairness_key, fair_seq"
+            tagged
+            ? "queue, kind, payload, client_id, idempotency_key, ordering_key, priority, run_at, max_attempts, fairness_key, fair_seq, import_id, import_line"
+            : "queue, kind, payload, client_id, idempotency_key, ordering_key, priority, run_at, max_attempts, fairness_key, fair_seq"
         let rows = jobs.indices.lazy.map { i -> [String?] in
             let job = jobs[i]
-            return [job.queue, job.kind, job.payload.jsonText, job.clientID?.postgresText, job.idempotencyKey,
+            var row = [job.queue, job.kind, job.payload.jsonText, job.clientID?.postgresText, job.idempotencyKey,
                     job.orderingKey, String(job.priority), job.runAt?.postgresText ?? "now", String(job.maxAttempts),
                     job.fairnessKey ?? "", places[i].map { String($0) }]
+            if tagged { row += [job.importID?.postgresText, job.importLine.map { String($0) }] }
+            return row
         }
         if !jobs.contains(where: { $0.idempotencyKey != nil }) {
             return try connection.copyFrom("COPY queue.jobs (\(columns)) FROM STDIN", rows: rows)
@@ -162,7 +168,7 @@ public enum JobProducer {
             CREATE TEMPORARY TABLE IF NOT EXISTS enqueue_staging (
                 seq bigint GENERATED ALWAYS AS IDENTITY, queue text, kind text, payload jsonb, client_id uuid,
                 idempotency_key text, ordering_key text, priority smallint, run_at timestamptz, max_attempts int,
-                fairness_key text NOT NULL DEFAULT '', fair_seq bigint
+                fairness_key text NOT NULL DEFAULT '', fair_seq bigint, import_id uuid, import_line int
             );
             TRUNCATE enqueue_staging;
             """)

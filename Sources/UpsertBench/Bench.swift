@@ -13,6 +13,8 @@ import Postgres
 public struct BenchOptions: Sendable {
     /// Jobs per throughput measurement. Default: 20,000.
     public var jobs = 20_000
+    /// Enqueue the contact jobs as an import (`queue.imports`, `import_id`, `import_line`).
+    public var importTag = false
     /// The workers' configuration (queues and drain are the bench's own). Default: the defaults
     /// of `upsert-worker run`.
     public var worker = WorkerConfiguration()
@@ -254,7 +256,7 @@ public enum Bench {
             try await settle(c)
             progress("enqueue: COPY \(options.jobs) jobs (round \(round))")
             report.enqueueRounds.append(try await timedRate(options.jobs) {
-                try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", on: c)
+                try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", importTag: options.importTag, on: c)
             })
             try await settle(c)
             progress("drain: \(options.jobs) contact.upsert jobs (round \(round))")
@@ -359,11 +361,22 @@ public enum Bench {
         return Double(count) / max(seconds, 1e-9)
     }
 
-    static func enqueue(_ payloads: [JSONValue], queue: String, kind: String, on c: PostgresConnection) async throws {
-        // As `upsert-worker enqueue` does.
+    static func enqueue(_ payloads: [JSONValue], queue: String, kind: String, importTag: Bool = false, on c: PostgresConnection)
+        async throws
+    {
+        // As `upsert-worker enqueue` does (with `importTag`, also its import record and tag).
         try await c.run { c in
             try await c.withTransaction { c in
-                let jobs = try ContactJobs.newJobs(payloads, queue: queue, kind: kind, on: c)
+                var jobs = try ContactJobs.newJobs(payloads, queue: queue, kind: kind, on: c)
+                if importTag {
+                    let id = try Imports.create(
+                        queue: queue, kind: kind, clientID: nil, fileName: "bench.ndjson", format: "ndjson", columns: [],
+                        rowsAccepted: jobs.count, rowsRejected: 0, on: c)
+                    for i in jobs.indices {
+                        jobs[i].importID = id
+                        jobs[i].importLine = i + 1
+                    }
+                }
                 _ = try JobProducer.enqueueMany(jobs, on: c)
             }
         }

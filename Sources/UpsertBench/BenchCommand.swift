@@ -72,6 +72,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .customLong("metrics-cost"), help: "The contact drain with metrics off and on, alternating, --rounds times each.")
     var metricsCost = false
 
+    @Flag(name: .customLong("import-tag"), help: "Enqueue the contact jobs as an import, tagged as `enqueue` tags them.")
+    var importTag = false
+
     @Flag(name: .customLong("structurer-cost"), help: "Only the metadata structurer's cost per typical 10-key object (no database).")
     var structurerCost = false
 
@@ -94,6 +97,7 @@ struct BenchCommand: AsyncParsableCommand {
         let database = try global.prepare()
         var options = BenchOptions()
         options.jobs = jobs
+        options.importTag = importTag
         options.worker = worker.configuration()
         options.workerArguments = worker.arguments
         options.latencySamples = latencySamples

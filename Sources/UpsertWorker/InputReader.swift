@@ -10,23 +10,40 @@ struct InputReader {
         case ndjson, csv
     }
 
+    /// A row as the file wrote it: an NDJSON line's text, or a CSV record's fields.
+    enum RawRow {
+        case line(String)
+        case fields([String])
+    }
+
     /// A row that cannot be enqueued, with its line.
     struct Problem: Error, CustomStringConvertible {
         let line: Int
         let message: String
+        var raw: RawRow? = nil
         var description: String { "line \(line): \(message)" }
 
-        init(_ line: Int, _ message: String) {
+        init(_ line: Int, _ message: String, raw: RawRow? = nil) {
             self.line = line
             self.message = message
+            self.raw = raw
         }
     }
 
-    typealias Row = Result<(line: Int, payload: JSONValue), Problem>
+    typealias Row = Result<(line: Int, payload: JSONValue, raw: RawRow), Problem>
+
+    /// Columns and top-level keys that start with this are an earlier run's error columns
+    /// (`--rejects`, `import failures`): they are not part of the payload.
+    static let errorPrefix = "error_"
+
+    /// The CSV header, once the first record was read.
+    var columns: [String] { header ?? [] }
 
     private var bytes: ByteSource
     private let format: Format
     private var header: [String]?
+    /// Which header columns feed the payload (not an earlier run's error columns).
+    private var payloadColumns: [Bool] = []
     /// A CSV error that breaks the file's structure ends the reading.
     private var broken = false
 
@@ -49,15 +66,19 @@ struct InputReader {
     private mutating func nextJSONLine() -> Row? {
         while let (line, text) = bytes.nextLine() {
             if text.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            let raw = RawRow.line(String(decoding: text, as: UTF8.self))
             do {
                 let value = try JSONValue.parse(text)
-                guard case .object = value else { return .failure(.init(line, "not a JSON object (\(value.typeName))")) }
-                if let number = value.firstNumberOutOfPostgresRange {
-                    return .failure(.init(line, "number \(number.text.prefix(20)) is too large for PostgreSQL"))
+                guard case .object(var members) = value else {
+                    return .failure(.init(line, "not a JSON object (\(value.typeName))", raw: raw))
                 }
-                return .success((line, value))
+                if let number = value.firstNumberOutOfPostgresRange {
+                    return .failure(.init(line, "number \(number.text.prefix(20)) is too large for PostgreSQL", raw: raw))
+                }
+                for key in members.keys where key.hasPrefix(Self.errorPrefix) { members[key] = nil }
+                return .success((line, .object(members), raw))
             } catch {
-                return .failure(.init(line, "invalid JSON: \(error)"))
+                return .failure(.init(line, "invalid JSON: \(error)", raw: raw))
             }
         }
         return nil
@@ -86,17 +107,24 @@ struct InputReader {
             }
             guard let header else {
                 self.header = fields
+                self.payloadColumns = fields.map { !$0.trimmingCharacters(in: .whitespaces).hasPrefix(Self.errorPrefix) }
                 continue
             }
             if fields.count == 1, fields[0].isEmpty { continue }
+            let raw = RawRow.fields(fields)
             guard fields.count == header.count else {
-                return .failure(.init(record.line, "\(fields.count) fields where the header has \(header.count)"))
+                return .failure(.init(record.line, "\(fields.count) fields where the header has \(header.count)", raw: raw))
             }
-            switch ContactCSV.payload(headers: header, fields: fields) {
+            let kept = payloadColumns.indices.filter { payloadColumns[$0] }
+            let payload =
+                kept.count == header.count
+                ? ContactCSV.payload(headers: header, fields: fields)
+                : ContactCSV.payload(headers: kept.map { header[$0] }, fields: kept.map { fields[$0] })
+            switch payload {
             case .success(let payload) where payload.firstNumberOutOfPostgresRange != nil:
-                return .failure(.init(record.line, "a number is too large for PostgreSQL"))
-            case .success(let payload): return .success((record.line, payload))
-            case .failure(let error): return .failure(.init(record.line, error.message))
+                return .failure(.init(record.line, "a number is too large for PostgreSQL", raw: raw))
+            case .success(let payload): return .success((record.line, payload, raw))
+            case .failure(let error): return .failure(.init(record.line, error.message, raw: raw))
             }
         }
         return nil

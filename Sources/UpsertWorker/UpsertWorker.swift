@@ -16,7 +16,7 @@ struct UpsertWorkerCommand: AsyncParsableCommand {
         abstract: "Works contact.upsert jobs from a PostgreSQL queue.",
         subcommands: [
             MigrateCommand.self, RunCommand.self, EnqueueCommand.self, StatsCommand.self, RetryCommand.self,
-            CancelCommand.self, PruneCommand.self, ServeCommand.self,
+            CancelCommand.self, PruneCommand.self, ServeCommand.self, ImportCommand.self,
         ])
 
     static func main() async {

@@ -100,8 +100,15 @@ struct SecurityTests {
                 Domain.whatsapp(org, "12345").jsonText,
             ].joined(separator: "\n")
             var logs = ""
-            let enqueue = try await ChildProcess.run(
+            // Checked first, the bad row is refused; with --no-check both reach the worker.
+            let checked = try await ChildProcess.run(
                 TestBinaries.upsertWorker, ["enqueue", "-", "--api-key", org.apiKey, "--database-url", url, "--log-level", "trace"],
+                input: input)
+            #expect(checked.status == 1, "\(checked.output)")
+            logs += checked.output
+            let enqueue = try await ChildProcess.run(
+                TestBinaries.upsertWorker,
+                ["enqueue", "-", "--api-key", org.apiKey, "--no-check", "--database-url", url, "--log-level", "trace"],
                 input: input)
             #expect(enqueue.status == 0, "\(enqueue.output)")
             logs += enqueue.output

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CommandLineSupport
 import ContactDomain
+import Crypto
 import Foundation
 import JSON
 import JobQueue
@@ -37,6 +38,26 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(help: "The jobs' priority (smaller runs first). Bulk imports default to 10, behind live traffic at 0.")
     var priority: Int16 = 10
 
+    @Flag(name: .customLong("dry-run"), help: "Check every row and report; enqueue nothing.")
+    var dryRun = false
+
+    @Flag(name: .customLong("skip-invalid"), help: "Enqueue the good rows; write the bad ones, with their reasons, to --rejects.")
+    var skipInvalid = false
+
+    @Option(help: "Where to write the bad rows, in the input's format plus error columns (with --skip-invalid or --dry-run).")
+    var rejects: String?
+
+    @Flag(name: .customLong("no-check"), help: "Check only the JSON or CSV syntax; the worker reports the rest on each job.")
+    var noCheck = false
+
+    @Flag(help: "Key each job by its organization and payload: enqueueing a row again that is unchanged adds no job.")
+    var idempotent = false
+
+    func validate() throws {
+        if skipInvalid, rejects == nil { throw ValidationError("--skip-invalid needs --rejects FILE") }
+        if rejects != nil, !skipInvalid, !dryRun { throw ValidationError("--rejects goes with --skip-invalid or --dry-run") }
+    }
+
     func run() async throws {
         let database = try global.prepare()
         if apiKey != nil, clientID != nil { throw CLIError.usage("--api-key and --client-id exclude each other") }
@@ -60,78 +81,208 @@ struct EnqueueCommand: AsyncParsableCommand {
         defer { if let spool { try? FileManager.default.removeItem(atPath: spool) } }
         let path = spool ?? file
         guard FileManager.default.isReadableFile(atPath: path) else { throw CLIError.failure("cannot read \(file)") }
-        // First pass: every row checked.
-        let rows = try Self.checkEveryRow(path: path, format: chosenFormat, named: file)
 
-        // Second pass: the same rows again, 10,000 at a time, all in one transaction.
-        let progress = Progress(total: rows)
-        let (queue, kind, apiKey, priority, file) = (self.queue, self.kind, self.apiKey, self.priority, self.file)
-        let enqueued = try await withDatabase(database) { [client] connection in
-            try await connection.withTransaction { connection in
-                var clientID = client
+        // The organization first: an unknown or inactive one is refused before any row is read.
+        let (apiKey, kind) = (self.apiKey, self.kind)
+        client = try await withDatabase(database) { [client] connection in
+            try await connection.run { connection in
+                var resolved = client
                 if let apiKey {
-                    guard let resolved = try APIKeys.client(forKey: apiKey, on: connection) else {
+                    guard let id = try APIKeys.client(forKey: apiKey, on: connection) else {
                         throw CLIError.failure("the API key is unknown or revoked; nothing was enqueued")
                     }
-                    clientID = resolved
+                    resolved = id
                 }
+                if let id = resolved, try ContactStore.clientIsActive(id, on: connection) != true {
+                    throw CLIError.failure("the organization \(UUIDText.string(id)) does not exist or is inactive; nothing was enqueued")
+                }
+                return resolved
+            }
+        }
+
+        // First pass: every row checked, with the worker's own rules when they are contact upserts.
+        let (file, rejects, checkRules) = (self.file, self.rejects, !self.noCheck && kind == "contact.upsert")
+        let check = try await withDatabase(database) { [client] connection in
+            try await Self.checkEveryRow(
+                path: path, format: chosenFormat, named: file, rules: checkRules, clientID: client, rejects: rejects,
+                on: connection)
+        }
+        check.report(file: file)
+        if dryRun {
+            print("checked \(check.rows) row(s) of \(file): \(check.rows - check.badLines.count) valid, \(check.badLines.count) invalid; nothing was enqueued (dry run)")
+            if !check.badLines.isEmpty { throw CLIError.failure("\(check.badLines.count) invalid row(s) in \(file)") }
+            return
+        }
+        if !check.badLines.isEmpty, !skipInvalid {
+            throw CLIError.failure("\(check.badLines.count) invalid row(s) in \(file); nothing was enqueued")
+        }
+        let accepted = check.rows - check.badLines.count
+        guard accepted > 0 else {
+            throw CLIError.failure("no valid row in \(file); nothing was enqueued")
+        }
+
+        // Second pass: the good rows again, 10,000 at a time, all in one transaction with the import's record.
+        let progress = Progress(total: accepted)
+        let (queue, priority, idempotent) = (self.queue, self.priority, self.idempotent)
+        let fileName = URL(fileURLWithPath: file).lastPathComponent
+        let (importID, enqueued) = try await withDatabase(database) { [client] connection in
+            try await connection.withTransaction { connection in
+                let importID = try Imports.create(
+                    queue: queue, kind: kind, clientID: client ?? check.onlyClient, fileName: file == "-" ? "-" : fileName,
+                    format: chosenFormat.rawValue, columns: check.columns, rowsAccepted: accepted,
+                    rowsRejected: check.badLines.count, on: connection)
                 var reader = try InputReader(path: path, format: chosenFormat)
+                var bad = check.badLines.makeIterator()
+                var nextBad = bad.next()
                 var total = 0
                 var done = 0
-                var payloads: [JSONValue] = []
-                payloads.reserveCapacity(Self.chunk)
+                var rows: [(line: Int, payload: JSONValue)] = []
+                rows.reserveCapacity(Self.chunk)
                 func flush(_ connection: isolated PostgresConnection) throws {
-                    guard !payloads.isEmpty else { return }
-                    let jobs = try ContactJobs.newJobs(
-                        payloads, queue: queue, kind: kind, clientID: clientID, priority: priority, on: connection)
+                    guard !rows.isEmpty else { return }
+                    var jobs = try ContactJobs.newJobs(
+                        rows.map(\.payload), queue: queue, kind: kind, clientID: client, priority: priority, on: connection)
+                    for i in jobs.indices {
+                        jobs[i].importID = importID
+                        jobs[i].importLine = rows[i].line
+                        if idempotent { jobs[i].idempotencyKey = Self.contentKey(jobs[i]) }
+                    }
                     total += try JobProducer.enqueueMany(jobs, on: connection)
-                    done += payloads.count
-                    payloads.removeAll(keepingCapacity: true)
+                    done += rows.count
+                    rows.removeAll(keepingCapacity: true)
                     progress.update(done)
                 }
                 while let row = reader.next() {
-                    // The first pass found no problem; a file changed since then is refused.
-                    guard case .success(let (_, payload)) = row else {
+                    let line: Int
+                    switch row {
+                    case .success(let good): line = good.line
+                    case .failure(let problem): line = problem.line
+                    }
+                    while let skipped = nextBad, skipped < line { nextBad = bad.next() }
+                    if line == nextBad { continue }
+                    // The first pass found no other problem; a file changed since then is refused.
+                    guard case .success(let good) = row else {
                         throw CLIError.failure("\(file) changed while it was being enqueued; nothing was enqueued")
                     }
-                    payloads.append(payload)
-                    if payloads.count == Self.chunk { try flush(connection) }
+                    rows.append((good.line, good.payload))
+                    if rows.count == Self.chunk { try flush(connection) }
                 }
                 try flush(connection)
-                return total
+                return (importID, total)
             }
         }
         progress.finish()
-        print("enqueued \(enqueued) job(s) into \(queue)")
+        let skipped = accepted - enqueued
+        print("import \(UUIDText.string(importID)): enqueued \(enqueued) job(s) into \(queue)"
+            + (skipped > 0 ? ", \(skipped) already enqueued before" : "")
+            + (check.badLines.isEmpty ? "" : "; \(check.badLines.count) invalid row(s) written to \(rejects ?? "-")"))
+        print("follow it with: upsert-worker import status \(UUIDText.string(importID))")
     }
 }
 
 extension EnqueueCommand {
-    /// The first pass: every row checked, nothing kept but the count and the first problems.
-    /// Returns the number of rows; with any problem, reports them and throws.
-    static func checkEveryRow(path: String, format: InputReader.Format, named file: String) throws -> Int {
-        var reader = try InputReader(path: path, format: format)
+    /// What the first pass found.
+    struct Check: Sendable {
         var rows = 0
-        var problems: [InputReader.Problem] = []
+        /// The lines of the bad rows, in order.
+        var badLines: [Int] = []
+        /// The first problems, as printed (line, column, reason).
+        var problems: [String] = []
         var problemCount = 0
-        while let row = reader.next() {
-            switch row {
-            case .success: rows += 1
-            case .failure(let problem):
-                problemCount += 1
-                if problems.count < 20 { problems.append(problem) }
-            }
-        }
-        guard problemCount == 0 else {
+        /// A CSV file's header.
+        var columns: [String] = []
+        /// The organization of every good row, when they share one.
+        var onlyClient: UUID?
+
+        static let shown = 100
+
+        func report(file: String) {
             for problem in problems {
                 FileHandle.standardError.write(Data("upsert-worker: \(file): \(problem)\n".utf8))
             }
             if problemCount > problems.count {
-                FileHandle.standardError.write(Data("upsert-worker: … and \(problemCount - problems.count) more\n".utf8))
+                FileHandle.standardError.write(Data("upsert-worker: … and \(problemCount - problems.count) more problem(s)\n".utf8))
             }
-            throw CLIError.failure("\(problemCount) invalid line(s) in \(file); nothing was enqueued")
         }
-        return rows
+    }
+
+    /// The first pass: every row read and checked (with the worker's rules when `rules`),
+    /// nothing kept but the bad rows' lines and the first problems; with `rejects`, the bad
+    /// rows are written there with their reasons.
+    static func checkEveryRow(
+        path: String, format: InputReader.Format, named file: String, rules: Bool, clientID: UUID?, rejects: String?,
+        on connection: PostgresConnection
+    ) async throws -> Check {
+        var reader = try InputReader(path: path, format: format)
+        var check = Check()
+        let handler = ContactUpsertHandler()
+        var writer: ErrorRowWriter? = nil
+        var clients: Set<UUID> = []
+        func note(_ text: String) {
+            check.problemCount += 1
+            if check.problems.count < Check.shown { check.problems.append(text) }
+        }
+        while let row = reader.next() {
+            check.rows += 1
+            if writer == nil, let rejects {
+                writer = try ErrorRowWriter(path: rejects, format: format, header: reader.columns)
+            }
+            switch row {
+            case .failure(let problem):
+                check.badLines.append(problem.line)
+                note(problem.description)
+                try writer?.write(raw: problem.raw, line: problem.line, code: "invalid_payload", message: problem.message, details: "")
+            case .success(let good):
+                guard rules else { continue }
+                let checked = try await connection.run { connection in
+                    try await handler.check(good.payload, clientID: clientID, on: connection)
+                }
+                let error: ContactError
+                switch checked {
+                case .success(let resolved):
+                    if clients.count < 2 { clients.insert(resolved) }
+                    continue
+                case .failure(let problems): error = problems
+                }
+                check.badLines.append(good.line)
+                for (field, reason) in error.problems {
+                    if format == .csv, let column = Self.column(for: field, in: reader.columns) {
+                        note("line \(good.line), column \(column): \(reason)")
+                    } else {
+                        note("line \(good.line): \(field): \(reason)")
+                    }
+                }
+                try writer?.write(
+                    raw: good.raw, line: good.line, code: error.code, message: error.message,
+                    details: Imports.flatten(details: error.details))
+            }
+        }
+        try writer?.finish()
+        check.columns = reader.columns
+        check.onlyClient = clients.count == 1 ? clients.first : nil
+        return check
+    }
+
+    /// The CSV column a problem's field came from.
+    static func column(for field: String, in header: [String]) -> String? {
+        let names = header.map { $0.trimmingCharacters(in: .whitespaces) }
+        if names.contains(field) { return field }
+        if field.hasPrefix("custom_field_values.") {
+            let key = field.dropFirst("custom_field_values.".count)
+            for name in ["cf.\(key)", "custom_field_values.\(key)", "custom_field_values"] where names.contains(name) {
+                return name
+            }
+        }
+        if field == "channel_identity" {
+            return ["channel_phone_number", "channel_id"].first(where: names.contains)
+        }
+        return nil
+    }
+
+    /// `--idempotent`: the job's organization, queue, kind and payload, hashed.
+    static func contentKey(_ job: NewJob) -> String {
+        let text = [job.queue, job.kind, job.clientID.map(UUIDText.string) ?? "", job.payload.jsonText].joined(separator: "\u{0}")
+        return "import:" + SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     /// Rows per COPY in the second pass: what is held in memory at once.
