@@ -19,6 +19,9 @@ public struct ImportRecord: Sendable, Hashable {
     public var createdAt: Date
     public var rowsAccepted: Int
     public var rowsRejected: Int
+    /// The import's jobs have ids strictly between these.
+    public var afterJobID: Int64
+    public var beforeJobID: Int64
 }
 
 /// What an import has come to: its jobs by state, its pace, and what failed.
@@ -68,19 +71,25 @@ public struct ImportFailure: Sendable {
 
 /// Recording imports and reading them back.
 public enum Imports {
-    /// Records an import and returns its id; run it in the transaction that enqueues its jobs.
-    public static func create(
-        queue: String, kind: String, clientID: UUID?, fileName: String, format: String, columns: [String],
-        rowsAccepted: Int, rowsRejected: Int, on connection: isolated PostgresConnection
-    ) throws(PostgresError) -> UUID {
-        let row = try connection.query(
+    /// The start of an import: a bound below the ids its jobs will get (drawn from the jobs'
+    /// sequence). Call it in the import's transaction, before its jobs are enqueued.
+    public static func begin(on connection: isolated PostgresConnection) throws(PostgresError) -> Int64 {
+        try connection.query("SELECT nextval('queue.jobs_id_seq') AS id")[0].decode(Int64.self, "id")
+    }
+
+    /// Records an import whose jobs, tagged with `id`, were enqueued since ``begin(on:)``
+    /// returned `afterJobID`; run it in the same transaction, after the jobs.
+    public static func record(
+        _ id: UUID, queue: String, kind: String, clientID: UUID?, fileName: String, format: String, columns: [String],
+        rowsAccepted: Int, rowsRejected: Int, afterJobID: Int64, on connection: isolated PostgresConnection
+    ) throws(PostgresError) {
+        try connection.execute(
             """
-            INSERT INTO queue.imports (queue, kind, client_id, file_name, format, columns, rows_accepted, rows_rejected, created_by)
-            VALUES (\(queue), \(kind), \(clientID), \(fileName), \(format), \(columns), \(rowsAccepted), \(rowsRejected),
-                    \(Self.createdBy))
-            RETURNING id
+            INSERT INTO queue.imports (id, queue, kind, client_id, file_name, format, columns, rows_accepted, rows_rejected,
+                                       created_by, after_job_id, before_job_id)
+            VALUES (\(id), \(queue), \(kind), \(clientID), \(fileName), \(format), \(columns), \(rowsAccepted),
+                    \(rowsRejected), \(Self.createdBy), \(afterJobID), nextval('queue.jobs_id_seq'))
             """)
-        return try row[0].decode(UUID.self)
     }
 
     /// Who ran the import: the operating system's user and host, and the database role.
@@ -94,7 +103,8 @@ public enum Imports {
         let rows = try connection.query(
             """
             SELECT id, queue, kind, client_id, file_name, format, coalesce(array_to_json(columns)::jsonb, '[]'::jsonb) AS columns,
-                   created_by || ' (' || current_user || ')' AS created_by, created_at, rows_accepted, rows_rejected
+                   created_by || ' (' || current_user || ')' AS created_by, created_at, rows_accepted, rows_rejected,
+                   after_job_id, before_job_id
             FROM queue.imports WHERE id = \(id)
             """)
         guard let row = rows.first else { return nil }
@@ -105,7 +115,8 @@ public enum Imports {
             fileName: try row.decode(String.self, "file_name"), format: try row.decode(String.self, "format"),
             columns: columns, createdBy: try row.decode(String.self, "created_by"),
             createdAt: try row.decode(Date.self, "created_at"), rowsAccepted: try row.decode(Int.self, "rows_accepted"),
-            rowsRejected: try row.decode(Int.self, "rows_rejected"))
+            rowsRejected: try row.decode(Int.self, "rows_rejected"), afterJobID: try row.decode(Int64.self, "after_job_id"),
+            beforeJobID: try row.decode(Int64.self, "before_job_id"))
     }
 
     /// The import's progress: counts by state, the last minute's pace, errors by code and the
@@ -116,7 +127,10 @@ public enum Imports {
         guard let record = try record(id, on: connection) else { return nil }
         var status = ImportStatus(record: record)
         for row in try connection.query(
-            "SELECT state, count(*)::bigint AS n FROM queue.jobs WHERE import_id = \(id) GROUP BY state")
+            """
+            SELECT state, count(*)::bigint AS n FROM queue.jobs
+            WHERE id > \(record.afterJobID) AND id < \(record.beforeJobID) AND import_id = \(id) GROUP BY state
+            """)
         {
             let n = try row.decode(Int.self, "n")
             switch try row.decode(String.self, "state") {
@@ -130,47 +144,53 @@ public enum Imports {
         let recent = try connection.query(
             """
             SELECT count(*)::bigint AS n FROM queue.jobs
-            WHERE import_id = \(id) AND state IN ('succeeded', 'failed') AND finished_at > now() - interval '60 seconds'
+            WHERE id > \(record.afterJobID) AND id < \(record.beforeJobID) AND import_id = \(id)
+              AND state IN ('succeeded', 'failed') AND finished_at > now() - interval '60 seconds'
             """)
         status.jobsPerSecond = Double(try recent[0].decode(Int.self, "n")) / 60
         for row in try connection.query(
             """
             SELECT coalesce(last_error->>'code', 'unknown') AS code, count(*)::bigint AS n FROM queue.jobs
-            WHERE import_id = \(id) AND state = 'failed' GROUP BY 1 ORDER BY 2 DESC, 1
+            WHERE id > \(record.afterJobID) AND id < \(record.beforeJobID) AND import_id = \(id) AND state = 'failed'
+            GROUP BY 1 ORDER BY 2 DESC, 1
             """)
         {
             status.errorCodes.append((try row.decode(String.self, "code"), try row.decode(Int.self, "n")))
         }
         status.failedLines = try connection.query(
             """
-            SELECT import_line FROM queue.jobs WHERE import_id = \(id) AND state = 'failed'
-            ORDER BY import_line LIMIT \(lines)
+            SELECT import_line FROM queue.jobs
+            WHERE id > \(record.afterJobID) AND id < \(record.beforeJobID) AND import_id = \(id) AND state = 'failed'
+            ORDER BY id LIMIT \(lines)
             """
         ).map { row throws(PostgresError) in try row.decode(Int.self, "import_line") }
         return status
     }
 
-    /// Calls `body` with the import's failed jobs in line order, `page` at a time (memory does
-    /// not grow with the number of failures).
+    /// Calls `body` with the import's failed jobs in line order (the order they were enqueued
+    /// in), `page` at a time: memory does not grow with the number of failures.
     public static func failures(
-        _ id: UUID, page: Int = 2_000, on connection: isolated PostgresConnection, _ body: ([ImportFailure]) throws -> Void
+        _ record: ImportRecord, page: Int = 2_000, on connection: isolated PostgresConnection,
+        _ body: ([ImportFailure]) throws -> Void
     ) throws {
-        var after = 0  // lines start at 1
+        var after = record.afterJobID
         while true {
             let rows = try connection.query(
                 """
-                SELECT import_line, payload, coalesce(last_error, '{}'::jsonb) AS error FROM queue.jobs
-                WHERE import_id = \(id) AND state = 'failed' AND import_line > \(after)
-                ORDER BY import_line LIMIT \(page)
+                SELECT id, import_line, payload, coalesce(last_error, '{}'::jsonb) AS error FROM queue.jobs
+                WHERE id > \(after) AND id < \(record.beforeJobID) AND import_id = \(record.id) AND state = 'failed'
+                ORDER BY id LIMIT \(page)
                 """)
-            let failures = try rows.map { row throws(PostgresError) in
-                ImportFailure(
-                    line: try row.decode(Int.self, "import_line"), payload: try row.decode(JSONValue.self, "payload"),
-                    error: try row.decode(JSONValue.self, "error"))
+            var failures: [ImportFailure] = []
+            for row in rows {
+                after = try row.decode(Int64.self, "id")
+                failures.append(
+                    ImportFailure(
+                        line: try row.decode(Int.self, "import_line"), payload: try row.decode(JSONValue.self, "payload"),
+                        error: try row.decode(JSONValue.self, "error")))
             }
-            guard let last = failures.last else { return }
+            guard !failures.isEmpty else { return }
             try body(failures)
-            after = last.line
         }
     }
 

@@ -368,16 +368,20 @@ public enum Bench {
         try await c.run { c in
             try await c.withTransaction { c in
                 var jobs = try ContactJobs.newJobs(payloads, queue: queue, kind: kind, on: c)
+                let id = UUID()
+                let after = importTag ? try Imports.begin(on: c) : 0
                 if importTag {
-                    let id = try Imports.create(
-                        queue: queue, kind: kind, clientID: nil, fileName: "bench.ndjson", format: "ndjson", columns: [],
-                        rowsAccepted: jobs.count, rowsRejected: 0, on: c)
                     for i in jobs.indices {
                         jobs[i].importID = id
                         jobs[i].importLine = i + 1
                     }
                 }
                 _ = try JobProducer.enqueueMany(jobs, on: c)
+                if importTag {
+                    try Imports.record(
+                        id, queue: queue, kind: kind, clientID: nil, fileName: "bench.ndjson", format: "ndjson", columns: [],
+                        rowsAccepted: jobs.count, rowsRejected: 0, afterJobID: after, on: c)
+                }
             }
         }
     }

@@ -127,10 +127,8 @@ struct EnqueueCommand: AsyncParsableCommand {
         let fileName = URL(fileURLWithPath: file).lastPathComponent
         let (importID, enqueued) = try await withDatabase(database) { [client] connection in
             try await connection.withTransaction { connection in
-                let importID = try Imports.create(
-                    queue: queue, kind: kind, clientID: client ?? check.onlyClient, fileName: file == "-" ? "-" : fileName,
-                    format: chosenFormat.rawValue, columns: check.columns, rowsAccepted: accepted,
-                    rowsRejected: check.badLines.count, on: connection)
+                let importID = UUID()
+                let afterJobID = try Imports.begin(on: connection)
                 var reader = try InputReader(path: path, format: chosenFormat)
                 var bad = check.badLines.makeIterator()
                 var nextBad = bad.next()
@@ -168,6 +166,10 @@ struct EnqueueCommand: AsyncParsableCommand {
                     if rows.count == Self.chunk { try flush(connection) }
                 }
                 try flush(connection)
+                try Imports.record(
+                    importID, queue: queue, kind: kind, clientID: client ?? check.onlyClient,
+                    fileName: file == "-" ? "-" : fileName, format: chosenFormat.rawValue, columns: check.columns,
+                    rowsAccepted: accepted, rowsRejected: check.badLines.count, afterJobID: afterJobID, on: connection)
                 return (importID, total)
             }
         }

@@ -106,7 +106,7 @@ struct ImportFailuresCommand: AsyncParsableCommand {
                 var writer = try ErrorRowWriter(
                     path: output, format: record.format == "csv" ? .csv : .ndjson, header: record.columns)
                 var count = 0
-                try Imports.failures(id, on: connection) { failures in
+                try Imports.failures(record, on: connection) { failures in
                     for failure in failures {
                         try writer.write(
                             payload: failure.payload, line: failure.line, code: failure.error["code"]?.stringValue ?? "",
