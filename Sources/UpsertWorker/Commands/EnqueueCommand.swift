@@ -215,6 +215,18 @@ extension EnqueueCommand {
         path: String, format: InputReader.Format, named file: String, rules: Bool, clientID: UUID?, rejects: String?,
         on connection: PostgresConnection
     ) async throws -> Check {
+        // The whole pass runs on the connection's executor: one hop, not one per row.
+        try await connection.run { connection in
+            try await checkEveryRow(
+                path: path, format: format, named: file, rules: rules, clientID: clientID, rejects: rejects,
+                isolatedOn: connection)
+        }
+    }
+
+    static func checkEveryRow(
+        path: String, format: InputReader.Format, named file: String, rules: Bool, clientID: UUID?, rejects: String?,
+        isolatedOn connection: isolated PostgresConnection
+    ) async throws -> Check {
         var reader = try InputReader(path: path, format: format)
         var check = Check()
         let handler = ContactUpsertHandler()
@@ -236,9 +248,7 @@ extension EnqueueCommand {
                 try writer?.write(raw: problem.raw, line: problem.line, code: "invalid_payload", message: problem.message, details: "")
             case .success(let good):
                 guard rules else { continue }
-                let checked = try await connection.run { connection in
-                    try await handler.check(good.payload, clientID: clientID, on: connection)
-                }
+                let checked = try await handler.check(good.payload, clientID: clientID, on: connection)
                 let error: ContactError
                 switch checked {
                 case .success(let resolved):
