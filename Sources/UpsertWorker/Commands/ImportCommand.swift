@@ -51,7 +51,7 @@ struct ImportStatusCommand: AsyncParsableCommand {
         func percent(_ n: Int) -> String { s.total == 0 ? "" : String(format: " (%.1f %%)", Double(n) * 100 / Double(s.total)) }
         var out = [
             "import \(UUIDText.string(r.id))",
-            "  file        \(r.fileName) (\(r.format)), \(r.rowsAccepted) row(s) enqueued, \(r.rowsRejected) rejected",
+            "  file        \(r.fileName) (\(r.format)), \(r.rowsAccepted) row(s) accepted, \(r.rowsRejected) rejected",
             "  by          \(r.createdBy), \(TimestampText.format(r.createdAt))",
             "  queue       \(r.queue), \(r.kind)" + (r.clientID.map { ", organization \(UUIDText.string($0))" } ?? ""),
             "",
