@@ -201,6 +201,7 @@ public final class JobWorker: Service, Sendable {
     private func slotLoop(slot: Int, logger: Logger) async {
         var failures = 0
         var sizer = BatchSizer(maximum: configuration.batchSize, adaptive: configuration.adaptiveBatchSize)
+        var finishedBatch = false
         while !isStopping {
             let seen = await bell.generation
             let jobs: [Job]
@@ -241,6 +242,15 @@ public final class JobWorker: Service, Sendable {
                 continue
             }
             if jobs.isEmpty {
+                // Another slot's claim that ran while this slot's batch was finishing saw its
+                // jobs still running and held their followers (same ordering key); the finish
+                // could not see those holds yet, so it did not release them. Release them now,
+                // not at the next sweep (up to a poll interval later).
+                if finishedBatch {
+                    finishedBatch = false
+                    let released = try? await pool.withConnection { connection in try QueueStore.sweep(on: connection) }
+                    if let released, released > 0 { continue }
+                }
                 if configuration.drain {
                     let pending = try? await pool.withConnection { [configuration] connection in
                         try QueueStore.hasPendingWork(queues: configuration.queues, on: connection)
@@ -261,6 +271,7 @@ public final class JobWorker: Service, Sendable {
             await executor.process(jobs, logger: logger)
             held.withLock { $0.subtract(jobs.map(\.id)) }
             urgent.finished(by: slot)
+            finishedBatch = true
         }
     }
 

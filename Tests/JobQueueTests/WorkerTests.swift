@@ -278,6 +278,38 @@ struct WorkerTests {
             #expect(job.lastError?["code"] == "lease_expired")
         }
     }
+
+    @Test("a job left held behind a key that is no longer busy runs when a batch ends, not at the next sweep")
+    func heldFollowerReleasedAfterABatch() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            // A batch runs; meanwhile the other job of another key is held behind the head of
+            // its key, which is then cancelled: nothing is left to release the held one but the
+            // sweep. (Two claims racing a finish leave the same state: the claim's hold
+            // commits after the finish looked for holds to release.)
+            try await QueueTest.enqueue(1, orderingKey: "person-a", on: connection)
+            try await QueueTest.enqueue(2, orderingKey: "person-b", on: connection)
+            let ids = try await connection.run { c in
+                try c.query("SELECT id FROM queue.jobs ORDER BY id").map { row throws(PostgresError) in try row.decode(Int64.self) }
+            }
+            let handler = ScriptedHandler { job, _ in
+                guard job.id == ids[0] else { return [:] }
+                let other = try await PostgresConnection.connect(database)
+                try await other.run { c in
+                    try c.execute("UPDATE queue.jobs SET hold = 'ordering' WHERE id = \(ids[2])")
+                    try c.execute("UPDATE queue.jobs SET state = 'cancelled', finished_at = now() WHERE id = \(ids[1])")
+                }
+                await other.close()
+                return [:]
+            }
+            var configuration = QueueTest.configuration(concurrency: 1, batchSize: 1)  // the first job alone
+            configuration.pollInterval = .seconds(10)  // the periodic sweep: far beyond the test's limit
+            let started = ContinuousClock.now
+            try await QueueTest.runWorker(configuration, database: database, handlers: [handler], timeout: .seconds(30))
+            let elapsed = ContinuousClock.now - started
+            #expect(try await QueueTest.scalar("SELECT state FROM queue.jobs WHERE id = \(ids[2])", String.self, on: connection) == "succeeded")
+            #expect(elapsed < .seconds(5), "the held job waited for the periodic sweep: \(elapsed)")
+        }
+    }
 }
 
 @Suite("Cancellation")
@@ -327,3 +359,4 @@ struct StalledWorkerTests {
         #expect(logs.matching("claim failed").count > 0)
     }
 }
+
