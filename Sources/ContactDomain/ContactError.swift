@@ -115,8 +115,7 @@ public struct ContactError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// Every problem as the field it concerns and why, in the contract's order: payload fields
     /// by name, custom fields as `custom_field_values.KEY`, an unknown channel as
-    /// `channel_identity` (its number or id), the
-    /// organization as `client_id`.
+    /// `channel_identity` (its number or id), the organization as `client_id`.
     public var problems: [(field: String, reason: String)] {
         var out: [(field: String, reason: String)] = []
         out += invalidPayload.map { ($0.field, $0.reason) }
