@@ -108,16 +108,7 @@ struct StructurerPropertyTests {
         "", "  ", "🙂", "\u{0}", "é\u{301}", String(repeating: "9", count: 70), String(repeating: "a", count: 10_001),
     ]
 
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias Generator = PropertyTests.Generator
 
     static func value(_ random: inout Generator, depth: Int = 0) -> JSONValue {
         switch Int.random(in: 0..<10, using: &random) {

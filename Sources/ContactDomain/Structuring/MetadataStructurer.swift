@@ -186,8 +186,8 @@ public struct RuleBasedStructurer: MetadataStructurer {
     }
 
     /// `value` as the definition's type, in a form its `canonicalize` accepts; nil when it
-    /// cannot be read without guessing.
-    static func read(_ value: JSONValue, as definition: CustomFieldDefinition, foldedOptions: [String]? = nil)
+    /// cannot be read without guessing. `foldedOptions`: ``FieldNames/foldedOptions`` of it.
+    static func read(_ value: JSONValue, as definition: CustomFieldDefinition, foldedOptions: [String]?)
         -> CustomFieldInput?
     {
         let input: CustomFieldInput?
@@ -201,10 +201,8 @@ public struct RuleBasedStructurer: MetadataStructurer {
         case .boolean:
             input = ValueReading.boolean(value).map(CustomFieldInput.bool)
         case .options:
-            input = ValueReading.option(
-                value, options: definition.options,
-                folded: foldedOptions ?? definition.options.map { RuleBasedStructurer.foldedLowercase($0.trimmingSpaces) }
-            ).map(CustomFieldInput.string)
+            input = ValueReading.option(value, options: definition.options, folded: foldedOptions ?? [])
+                .map(CustomFieldInput.string)
         }
         // The last word is the definition's own: nothing it would refuse leaves the metadata.
         guard let input, case .success = definition.canonicalize(input) else { return nil }

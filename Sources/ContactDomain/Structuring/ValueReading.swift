@@ -10,10 +10,13 @@ enum ValueReading {
     /// writes `.` between thousands and `,` before decimals; the US dollar (`US$`, `USD`) the
     /// other way round. The others do not say which (Chile and Argentina write `1.500,5`,
     /// Mexico `1,500.5`).
-    static let currencies: [(mark: String, decimalComma: Bool?)] = [
+    static let currencyMarks: [(mark: [UInt8], decimalComma: Bool?, suffix: Bool)] = ([
         ("us$", false), ("usd", false), ("r$", true), ("brl", true), ("clp", nil), ("ars", nil), ("cop", nil),
         ("mxn", nil), ("pen", nil), ("uyu", nil), ("s/", nil), ("$", nil),
-    ]
+    ] as [(String, Bool?)]).map { mark, comma in
+        // A symbol comes before the amount; a code may come after it too (`1.500 CLP`).
+        (Array(mark.utf8), comma, !mark.hasSuffix("$") && !mark.hasSuffix("/"))
+    }
 
     /// `$1.500.000` → `1500000`, `1.500.000,50` → `1500000.50`, `R$ 2.500,50` → `2500.50`,
     /// `US$ 2,000.50` → `2000.50`, `1,5` → `1.5`, a JSON number as written. Nil for words
@@ -42,10 +45,6 @@ enum ValueReading {
             }
         }
         return number(bytes: bytes[...])
-    }
-
-    static let currencyMarks: [(mark: [UInt8], decimalComma: Bool?, suffix: Bool)] = currencies.map {
-        (Array($0.mark.utf8), $0.decimalComma, !$0.mark.hasSuffix("$") && !$0.mark.hasSuffix("/"))
     }
 
     /// ``number(_:)`` over lowercased ASCII.
