@@ -51,6 +51,12 @@ public struct BenchOptions: Sendable {
     public var mixedLiveRate = 100.0
     /// `--mixed`: one person's jobs in the hot-key measurement. Default: 10,000.
     public var hotKeyJobs = 10_000
+    /// A program that measures the peer (PgQueuer) on a scratch database of its own, after
+    /// ours (``Bench/runPeer(_:database:options:)``). Default: none.
+    public var peerCommand: String?
+    /// The same PostgreSQL through a slower link (a delaying proxy): each round's contact
+    /// drain runs again through it, its figure beside the loopback one. Default: none.
+    public var link: PostgresConfiguration?
 
     public init() {}
 }
@@ -71,6 +77,12 @@ public struct BenchReport: Sendable {
     public var drainFailed = 0
     public var floorJobsPerSecond: Double?
     public var noopJobsPerSecond = 0.0
+    public var noopRounds: [Double] = []
+    /// The contact drain through `BenchOptions.link`, each round right after the loopback one.
+    public var linkDrainRounds: [Double] = []
+    public var linkDescription: String?
+    /// The peer with empty jobs (as its own benchmark enqueues them), then with our payloads.
+    public var peers: [PeerReport] = []
     public var startLatencyMs: Percentiles?
     public var finishLatencyMs: Percentiles?
     public var claimMsEmpty: Double?
@@ -83,8 +95,8 @@ public struct BenchReport: Sendable {
     /// the no-op drain.
     public var drainWALBytesPerJob: [Double] = []
     public var drainCPUMicrosecondsPerJob: [Double] = []
-    public var noopWALBytesPerJob: Double?
-    public var noopCPUMicrosecondsPerJob: Double?
+    public var noopWALBytesPerJob: [Double] = []
+    public var noopCPUMicrosecondsPerJob: [Double] = []
     /// The metadata structurer's microseconds per typical 10-key object (no database).
     public var structurerMicroseconds: Double?
 
@@ -133,11 +145,32 @@ public struct BenchReport: Sendable {
         object["soak_rss_mib"] = .array(soakRSSMiB.map { number($0) })
         object["drain_wal_bytes_per_job"] = .array(drainWALBytesPerJob.map { number($0) })
         object["drain_postgres_cpu_us_per_job"] = .array(drainCPUMicrosecondsPerJob.map { number($0) })
-        object["noop_wal_bytes_per_job"] = number(noopWALBytesPerJob)
-        object["noop_postgres_cpu_us_per_job"] = number(noopCPUMicrosecondsPerJob)
+        object["noop_rounds"] = .array(noopRounds.map { number($0) })
+        object["noop_wal_bytes_per_job"] = .array(noopWALBytesPerJob.map { number($0) })
+        object["noop_postgres_cpu_us_per_job"] = .array(noopCPUMicrosecondsPerJob.map { number($0) })
+        if !linkDrainRounds.isEmpty {
+            object["link"] = .string(linkDescription ?? "")
+            object["link_drain_rounds"] = .array(linkDrainRounds.map { number($0) })
+            object["link_drain_jobs_per_second"] = number(Bench.median(linkDrainRounds))
+            object["link_vs_loopback"] = number(Bench.median(linkDrainRounds) / drainJobsPerSecond)
+        }
+        object["peers"] = .array(peers.map { peer in
+            [
+                "name": .string(peer.name),
+                "enqueue_rounds": .array(peer.enqueueRounds.map { number($0) }),
+                "drain_rounds": .array(peer.drainRounds.map { number($0) }),
+                "enqueue_jobs_per_second": number(peer.enqueueJobsPerSecond),
+                "drain_jobs_per_second": number(peer.drainJobsPerSecond),
+                "contact_drain_vs_peer_drain": number(drainJobsPerSecond / peer.drainJobsPerSecond),
+                "noop_drain_vs_peer_drain": number(noopJobsPerSecond / peer.drainJobsPerSecond),
+                "enqueue_vs_peer_enqueue": number(enqueueJobsPerSecond / peer.enqueueJobsPerSecond),
+            ]
+        })
         object["structurer_us_per_object"] = structurerMicroseconds.map { .number(JSONNumber(($0 * 100).rounded() / 100)) } ?? .null
         return .object(object)
     }
+
+    func medianOrNil(_ values: [Double]) -> Double? { values.isEmpty ? nil : Bench.median(values) }
 
     func roundsNote(_ rounds: [Double]) -> String {
         rounds.count > 1 ? "   (median of " + rounds.map { String(format: "%.0f", $0) }.joined(separator: ", ") + ")" : ""
@@ -158,12 +191,26 @@ public struct BenchReport: Sendable {
             "drain / floor                             \(floorJobsPerSecond.map { String(format: "%.2fx", drainJobsPerSecond / $0) } ?? "-")",
             "drain, contact.upsert, WAL bytes per job  \(f(drainWALBytesPerJob.isEmpty ? nil : Bench.median(drainWALBytesPerJob)))\(roundsNote(drainWALBytesPerJob))",
             "drain, contact.upsert, PostgreSQL CPU µs/job \(f(drainCPUMicrosecondsPerJob.isEmpty ? nil : Bench.median(drainCPUMicrosecondsPerJob)))\(roundsNote(drainCPUMicrosecondsPerJob))",
-            "drain, queue.noop, jobs/s                 \(f(noopJobsPerSecond))",
-            "drain, queue.noop, WAL bytes / CPU µs per job  \(f(noopWALBytesPerJob)) / \(f(noopCPUMicrosecondsPerJob))",
+            "drain, queue.noop, jobs/s                 \(f(noopJobsPerSecond))\(roundsNote(noopRounds))",
+            "drain, queue.noop, WAL bytes / CPU µs per job  \(f(medianOrNil(noopWALBytesPerJob))) / \(f(medianOrNil(noopCPUMicrosecondsPerJob)))",
             "structurer, 10-key meta_data, µs/object  \(ms(structurerMicroseconds))",
             "idle enqueue-to-start ms p50/p99/max      \(ms(startLatencyMs?.p50)) / \(ms(startLatencyMs?.p99)) / \(ms(startLatencyMs?.max))",
             "idle enqueue-to-finish ms p50/p99/max     \(ms(finishLatencyMs?.p50)) / \(ms(finishLatencyMs?.p99)) / \(ms(finishLatencyMs?.max))",
         ]
+        if !linkDrainRounds.isEmpty {
+            let link = Bench.median(linkDrainRounds)
+            lines.append("drain over the link, contact.upsert, jobs/s \(f(link))\(roundsNote(linkDrainRounds))   (\(linkDescription ?? ""))")
+            lines.append("link / loopback                           \(String(format: "%.2f", link / drainJobsPerSecond))")
+        }
+        for peer in peers {
+            func ratio(_ ours: Double, _ theirs: Double) -> String { String(format: "%.2f", ours / theirs) }
+            lines.append("peer: \(peer.name), same server")
+            lines.append("  peer enqueue, jobs/s                    \(f(peer.enqueueJobsPerSecond))\(roundsNote(peer.enqueueRounds))")
+            lines.append("  peer no-op drain, jobs/s                \(f(peer.drainJobsPerSecond))\(roundsNote(peer.drainRounds))")
+            lines.append("  our enqueue / peer enqueue              \(ratio(enqueueJobsPerSecond, peer.enqueueJobsPerSecond))")
+            lines.append("  our contact drain / peer no-op drain    \(ratio(drainJobsPerSecond, peer.drainJobsPerSecond))")
+            lines.append("  our no-op drain / peer no-op drain      \(ratio(noopJobsPerSecond, peer.drainJobsPerSecond))")
+        }
         if claimMsEmpty != nil {
             lines.append("claim of 10, ms: empty / \(finishedRows) finished   \(ms(claimMsEmpty)) / \(ms(claimMsWithFinished))")
         }
@@ -185,9 +232,25 @@ public enum Bench {
         server: PostgresConfiguration, options: BenchOptions, handlers: [any JobHandler], logger: Logger,
         progress: @Sendable (String) -> Void
     ) async throws -> BenchReport {
-        try await withScratchDatabase("upsert_bench", server: server, options: options, logger: logger, progress: progress) {
+        var report = try await withScratchDatabase("upsert_bench", server: server, options: options, logger: logger, progress: progress) {
             try await measure($0, options: options, handlers: handlers, logger: logger, progress: progress)
         }
+        if let command = options.peerCommand {
+            // Twice: with empty jobs, as the peer's own benchmark enqueues them, and with the
+            // payloads of our workload, so that both queues enqueue the same bytes.
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("peer-payloads-\(getpid()).ndjson")
+            try Workload().payloads(options.jobs).map { $0.jsonText + "\n" }.joined().write(to: file, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: file) }
+            for payloads in [nil, file.path] {
+                progress("peer: \(command), \(options.rounds) round(s) of \(options.jobs) jobs, "
+                    + (payloads == nil ? "empty" : "with our payloads") + ", on a scratch database of its own")
+                report.peers.append(
+                    try await withScratchDatabase("peer_bench", server: server, options: options, logger: logger, progress: progress) {
+                        try runPeer(command, payloads: payloads, database: $0, options: options)
+                    })
+            }
+        }
+        return report
     }
 
     /// Runs `body` on a database created for it (its name generated here, never input), and
@@ -269,6 +332,17 @@ public enum Bench {
             progress("drain round \(round): WAL \(before.lsn) to \(after.lsn) (for pg_waldump)")
             report.drainWALBytesPerJob.append(cost.walBytes / Double(options.jobs))
             if let cpu = cost.cpuSeconds { report.drainCPUMicrosecondsPerJob.append(cpu * 1e6 / Double(options.jobs)) }
+            if let link = options.link, let name = database.database {
+                // The same jobs again, the workers talking to the same database through the link.
+                try await resetContacts(c, workload)
+                try await enqueue(payloads, queue: "contacts", kind: "contact.upsert", importTag: options.importTag, on: c)
+                try await settle(c)
+                progress("drain over the link: \(options.jobs) contact.upsert jobs (round \(round))")
+                report.linkDrainRounds.append(try await timedRate(options.jobs) {
+                    try await drain(["contacts"], link.with(database: name), options, handlers, logger)
+                })
+                report.linkDescription = link.description
+            }
         }
         report.enqueueJobsPerSecond = median(report.enqueueRounds)
         report.drainJobsPerSecond = median(report.drainRounds)
@@ -297,16 +371,20 @@ public enum Bench {
                 pgbench, database: database, clients: options.floorClients, jobs: options.jobs)
         }
 
-        progress("no-op: \(options.jobs) queue.noop jobs")
-        try await enqueue(Array(repeating: [:], count: options.jobs), queue: "noop", kind: "queue.noop", on: c)
-        try await settle(c)
-        let before = try await DatabaseCost.mark(on: c)
-        report.noopJobsPerSecond = try await timedRate(options.jobs) {
-            try await drain(["noop"], database, options, handlers, logger)
+        for round in 1...max(1, options.rounds) {
+            progress("no-op: \(options.jobs) queue.noop jobs (round \(round))")
+            try await c.run { c in try c.execute("DELETE FROM queue.jobs WHERE queue = 'noop'") }
+            try await enqueue(Array(repeating: [:], count: options.jobs), queue: "noop", kind: "queue.noop", on: c)
+            try await settle(c)
+            let before = try await DatabaseCost.mark(on: c)
+            report.noopRounds.append(try await timedRate(options.jobs) {
+                try await drain(["noop"], database, options, handlers, logger)
+            })
+            let cost = try await DatabaseCost.between(before, try await DatabaseCost.mark(on: c), on: c)
+            report.noopWALBytesPerJob.append(cost.walBytes / Double(options.jobs))
+            if let cpu = cost.cpuSeconds { report.noopCPUMicrosecondsPerJob.append(cpu * 1e6 / Double(options.jobs)) }
         }
-        let cost = try await DatabaseCost.between(before, try await DatabaseCost.mark(on: c), on: c)
-        report.noopWALBytesPerJob = cost.walBytes / Double(options.jobs)
-        report.noopCPUMicrosecondsPerJob = cost.cpuSeconds.map { $0 * 1e6 / Double(options.jobs) }
+        report.noopJobsPerSecond = median(report.noopRounds)
 
         progress("latency: \(options.latencySamples) jobs fed one at a time to an idle worker")
         (report.startLatencyMs, report.finishLatencyMs) = try await latency(

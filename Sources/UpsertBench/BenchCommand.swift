@@ -78,6 +78,19 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .customLong("structurer-cost"), help: "Only the metadata structurer's cost per typical 10-key object (no database).")
     var structurerCost = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Also measure the peer with this program, on the same server, after ours (scripts/peer-bench: PgQueuer).",
+            valueName: "program"))
+    var peer: String?
+
+    @Option(
+        name: .customLong("link-url"),
+        help: ArgumentHelp(
+            "The same server through a slower link (scripts/delay-proxy): each round's contact drain runs again through it.",
+            valueName: "url"))
+    var linkURL: String?
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -113,6 +126,14 @@ struct BenchCommand: AsyncParsableCommand {
         options.mixedImportJobs = importJobs
         options.mixedLiveRate = liveRate
         options.hotKeyJobs = hotKeyJobs
+        options.peerCommand = peer
+        if let linkURL {
+            do {
+                options.link = try PostgresConfiguration(linkURL)
+            } catch {
+                throw CLIError.usage("--link-url: \(error.description)")
+            }
+        }
         // The worker processes of the scaling table are the production binary, built beside this one.
         let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         options.executable = URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("upsert-worker").path
