@@ -199,12 +199,16 @@ public enum QueueStore {
             )
             -- Jobs someone waits for (notify_finished) are announced on queue_jobs_finished, one
             -- notification each, carrying the outcome as stored: "<id> <state> <status> <body>",
-            -- or only the id when that would not fit in a notification (8000 bytes).
-            SELECT d.id FROM done d
-            CROSS JOIN (SELECT count(pg_notify('queue_jobs_finished',
-                                               CASE WHEN octet_length(announcement) < 7900 THEN announcement
-                                                    ELSE id::text END)) AS sent
-                        FROM done WHERE announcement IS NOT NULL) n
+            -- or only the id when that would not fit in a notification (8000 bytes). Materialized:
+            -- computed once, not once per finished row (a join let the planner rescan it for each
+            -- one, 300 × 300 rows visited per batch, 13 µs a job).
+            , announced AS MATERIALIZED (
+                SELECT count(pg_notify('queue_jobs_finished',
+                                       CASE WHEN octet_length(announcement) < 7900 THEN announcement
+                                            ELSE id::text END)) AS sent
+                FROM done WHERE announcement IS NOT NULL
+            )
+            SELECT d.id FROM done d CROSS JOIN announced
             """, on: connection)
         var updated = Set<Int64>()
         for row in rows { updated.insert(try row.decode(Int64.self, "id")) }
