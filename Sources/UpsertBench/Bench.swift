@@ -52,7 +52,7 @@ public struct BenchOptions: Sendable {
     /// `--mixed`: one person's jobs in the hot-key measurement. Default: 10,000.
     public var hotKeyJobs = 10_000
     /// A program that measures the peer (PgQueuer) on a scratch database of its own, after
-    /// ours (``Bench/runPeer(_:database:options:)``). Default: none.
+    /// ours (``Bench/runPeer(_:payloads:database:options:)``). Default: none.
     public var peerCommand: String?
     /// The same PostgreSQL through a slower link (a delaying proxy): each round's contact
     /// drain runs again through it, its figure beside the loopback one. Default: none.
