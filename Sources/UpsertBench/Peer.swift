@@ -6,7 +6,8 @@ import Postgres
 /// enqueue and its no-op drain, by a program of its own (`scripts/peer-bench`, which installs
 /// PgQueuer from PyPI into a virtual environment under `.build/`).
 public struct PeerReport: Sendable {
-    /// What ran, as the program reports it (for example "pgqueuer 1.6.0, 2 processes, batch 100").
+    /// What ran, as the program reports it (for example "PgQueuer 1.6.0, 2 processes, batch 100,
+    /// enqueue 5000 a call, empty payloads").
     public var name: String
     public var enqueueRounds: [Double]
     public var drainRounds: [Double]
@@ -16,10 +17,10 @@ public struct PeerReport: Sendable {
 }
 
 extension Bench {
-    /// Runs `command --jobs N --rounds R [--payloads FILE]` with the scratch database in the libpq environment
-    /// variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`), its progress on our
-    /// standard error, and reads the summary it prints last: one JSON object with `name`,
-    /// `enqueue_rounds` and `drain_rounds` (jobs a second).
+    /// Runs `command --jobs N --rounds R [--payloads FILE]` with the scratch database in the libpq
+    /// environment variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`), its
+    /// progress on our standard error, and reads the summary it prints last: one JSON object with
+    /// `name`, `enqueue_rounds` and `drain_rounds` (jobs a second).
     static func runPeer(_ command: String, payloads: String?, database: PostgresConfiguration, options: BenchOptions) throws
         -> PeerReport
     {

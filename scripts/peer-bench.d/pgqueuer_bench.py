@@ -8,11 +8,13 @@ Run by scripts/peer-bench inside its virtual environment. For each round: clear 
 tables, enqueue JOBS no-op jobs with PgQueuer's batch enqueue (lists, CHUNK jobs per call,
 one connection), then start PROCESSES QueueManagers (batch BATCH, drain mode) that were
 started and connected beforehand, and time from the start signal until the last one has
-returned (its status log flushed). Prints each round on stderr, then a summary on stdout: one JSON object (upsert-bench --peer reads it).
+returned (its status log flushed). Prints each round on stderr, then a summary on stdout: one
+JSON object (upsert-bench --peer reads it).
 """
 
 import argparse
 import asyncio
+import datetime
 import json
 import multiprocessing as mp
 import statistics
@@ -20,6 +22,7 @@ import sys
 import time
 
 import asyncpg
+import pgqueuer
 from pgqueuer import AsyncpgDriver, Queries, QueueManager
 from pgqueuer.types import QueueExecutionMode
 
@@ -65,7 +68,7 @@ def drain_process(dsn: str, batch: int, ready, start, finished) -> None:
         while not start.is_set():
             await asyncio.sleep(0.001)
         await manager.run(batch_size=batch, mode=QueueExecutionMode.drain,
-                          dequeue_timeout=__import__("datetime").timedelta(seconds=1))
+                          dequeue_timeout=datetime.timedelta(seconds=1))
         finished.put(time.perf_counter())
         await connection.close()
 
@@ -134,7 +137,7 @@ def main() -> None:
         drain_rates.append(arguments.jobs / drain_seconds)
         print(f"peer-bench: round {round_number}: enqueue {enqueue_rates[-1]:.0f} jobs/s, "
               f"no-op drain {drain_rates[-1]:.0f} jobs/s", file=sys.stderr, flush=True)
-    name = (f"PgQueuer {__import__('pgqueuer').__version__}, {arguments.processes} processes, "
+    name = (f"PgQueuer {pgqueuer.__version__}, {arguments.processes} processes, "
             f"batch {arguments.batch_size}, enqueue {arguments.enqueue_chunk} a call, "
             + (f"payloads of {sum(len(p) for p in payloads) // len(payloads)} bytes" if arguments.payloads
                else "empty payloads"))
