@@ -36,6 +36,11 @@ public struct FrontConfiguration: Sendable {
     /// How long a connection may stay idle, and how long a client may take to send a whole
     /// request (its head, then its body; see ``RequestDeadline``).
     public var idleTimeout: Duration = .seconds(30)
+    /// How many connections the kernel holds, handshake done, until `serve` accepts them. A
+    /// burst beyond it (a webhook storm, a client pool reconnecting at once) is dropped by the
+    /// kernel and retried by clients a second or more later. The kernel caps it at
+    /// `net.core.somaxconn` (4,096 by default since Linux 5.4).
+    public var listenBacklog = 4096
 
     public init() {}
 }
@@ -112,7 +117,8 @@ public struct APIFront: Sendable {
             server: .http1(
                 configuration: .init(
                     additionalChannelHandlers: [RequestDeadline(limit: .seconds(Int64(idle)))], idleTimeout: .seconds(Int64(idle)))),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), backlog: configuration.listenBacklog),
             services: [waiter],
             logger: logger)
     }
