@@ -12,12 +12,17 @@ parser.add_argument("--port", type=int, required=True)
 parser.add_argument("--seconds", type=float, default=20)
 parser.add_argument("--idle", type=int, default=5000)
 parser.add_argument("--loris", type=int, default=200)
+parser.add_argument("--kinds", default="",
+                    help="comma-separated hostile kinds to send (all when empty)")
+parser.add_argument("--rate", type=float, default=0,
+                    help="hostile requests a second, all loops together (0: as fast as they go)")
 parser.add_argument("--idle-wait", type=float, default=50,
                     help="how long each idle connection waits, from its own opening, for the server to close it")
 args = parser.parse_args()
 HOST = "127.0.0.1"
 stats = {"idle_open": 0, "idle_failed": 0, "idle_closed_by_server": 0, "loris_open": 0, "loris_closed_by_server": 0,
          "statuses": {}}
+LOOPS = 8  # concurrent loops of hostile requests
 idle_ages = []  # seconds from each idle connection's opening to the server's close
 
 
@@ -116,7 +121,14 @@ async def hostile(deadline):
                                        "Content-Type: application/json\r\nX-Hub-Signature-256: sha256=" + "0" * 64 + "\r\n")),
         ("bad_signature", lambda: post("/webhooks/whatsapp", os.urandom(5000), "X-Hub-Signature-256: nope\r\n")),
     ]
+    if args.kinds:
+        kinds = [k for k in kinds if k[0] in args.kinds.split(",")]
+    interval = LOOPS / args.rate if args.rate else 0
+    next_at = loop.time() + random.uniform(0, interval)
     while loop.time() < deadline:
+        if interval:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at += interval
         kind, make = random.choice(kinds)
         count(kind, await request(make()))
 
@@ -129,7 +141,7 @@ async def main():
         tasks += [asyncio.create_task(hold_idle()) for _ in range(min(250, args.idle - start))]
         await asyncio.sleep(0.05)
     tasks += [asyncio.create_task(loris(body=i % 2 == 1)) for i in range(args.loris)]
-    tasks += [asyncio.create_task(hostile(deadline)) for _ in range(8)]
+    tasks += [asyncio.create_task(hostile(deadline)) for _ in range(LOOPS)]
     await asyncio.gather(*tasks)
     if idle_ages:
         stats["idle_close_age_min"] = round(min(idle_ages), 1)

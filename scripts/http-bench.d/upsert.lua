@@ -1,9 +1,13 @@
 -- wrk script: POST one contact upsert per request, a new person each time (a random phone).
--- PREFER_ASYNC=1 adds `Prefer: respond-async`. Prints one RESULT line at the end.
+-- PREFER_ASYNC=1 adds `Prefer: respond-async`; THINK_MS=N makes each connection wait N ms
+-- between a response and its next request (a paced client, not flat out). Prints one RESULT
+-- line at the end.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["x-api-key"] = "demo-key-acme-2026"
 if os.getenv("PREFER_ASYNC") == "1" then wrk.headers["Prefer"] = "respond-async" end
+local think = tonumber(os.getenv("THINK_MS") or "")
+if think then delay = function() return think end end
 
 local threads = {}
 function setup(thread)
