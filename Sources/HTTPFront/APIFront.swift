@@ -11,6 +11,7 @@ import NIOPosix
 import Metrics
 import Postgres
 import Prometheus
+import ServiceLifecycle
 
 /// How `serve` runs; every field has a default.
 public struct FrontConfiguration: Sendable {
@@ -122,6 +123,12 @@ public struct APIFront: Sendable {
             services: [waiter],
             logger: logger)
     }
+
+    /// A service to list *after* ``application()`` in the process's service group, which shuts
+    /// its services down last to first: when shutdown begins, it ends the requests' waits for
+    /// their jobs (``JobWaiter/stopWaiting()``), so the server's drain of the requests in flight
+    /// that follows takes milliseconds, not `--wait`.
+    public func waitsEnd() -> some Service { WaitsEnd(waiter: waiter) }
 
     /// Closes the database connections (after the application stopped).
     public func close() async {
@@ -258,5 +265,15 @@ extension APIFront {
         factory.defaultValueHistogramBuckets = [1, 2, 5, 10, 25, 50, 100, 200, 300, 500, 1000]
         MetricsSystem.bootstrap(factory)
         return registry
+    }
+}
+
+/// See ``APIFront/waitsEnd()``.
+private struct WaitsEnd: Service {
+    let waiter: JobWaiter
+
+    func run() async throws {
+        try? await gracefulShutdown()  // returns when shutdown begins (throws if cancelled)
+        waiter.stopWaiting()
     }
 }

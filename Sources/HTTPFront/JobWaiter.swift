@@ -60,6 +60,8 @@ public final class JobWaiter: Service, Sendable {
     private let tokens = Atomic<Int>(0)
     private let listener = Mutex<PostgresConnection?>(nil)
     private let stopped = Atomic<Bool>(false)
+    /// Set by ``stopWaiting()``: no request waits any more.
+    private let closing = Atomic<Bool>(false)
 
     public init(configuration: PostgresConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -99,6 +101,8 @@ public final class JobWaiter: Service, Sendable {
         let carried = await withCheckedContinuation { continuation in
             let woken = entries.withLock { entries -> JobOutcome?? in
                 switch entries[id]?[token] {
+                case .pending? where closing.load(ordering: .sequentiallyConsistent):
+                    return .some(nil)  // shutting down: the job as it stands now
                 case .pending?:
                     entries[id]?[token] = .suspended(continuation)
                     return .none
@@ -145,6 +149,15 @@ public final class JobWaiter: Service, Sendable {
             for job in jobs { announced.insert(job.id, keeping: rememberedIDs) }
         }
         for job in jobs { wake(job.id, outcome: job.outcome) }
+    }
+
+    /// Ends every wait now, and any later one at once: each request reads its job once and is
+    /// answered 200 (or the job's error) if it finished, 202 otherwise. `serve` calls it when it
+    /// begins to shut down, so that the requests in flight do not wait out `--wait` (10 s by
+    /// default, perhaps longer than the orchestrator's grace period) before the process may exit.
+    public func stopWaiting() {
+        closing.store(true, ordering: .sequentiallyConsistent)
+        wakeAll()
     }
 
     private func wakeAll() {

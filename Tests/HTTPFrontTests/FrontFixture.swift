@@ -125,11 +125,14 @@ struct FrontFixture: Sendable {
     }
 
     /// POST to the upsert endpoint as `org`.
-    func upsert(_ payload: JSONValue, as org: Org?, headers: [String: String] = [:]) async throws -> Answer {
+    func upsert(
+        _ payload: JSONValue, as org: Org?, headers: [String: String] = [:], timeout: Double = 30
+    ) async throws -> Answer {
         var all = ["Content-Type": "application/json"]
         if let org { all["x-api-key"] = org.key }
         for (name, value) in headers { all[name] = value }
-        return try await request("POST", "/api/public/customer/upsert/info", headers: all, body: Data(payload.jsonText.utf8))
+        return try await request(
+            "POST", "/api/public/customer/upsert/info", headers: all, body: Data(payload.jsonText.utf8), timeout: timeout)
     }
 
     func payload(_ phone: String, name: String = "Ana", channel: String = "+15550783881") -> JSONValue {

@@ -198,6 +198,39 @@ struct FrontTests {
         }
     }
 
+    @Test("SIGTERM answers the requests waiting for their jobs at once (202, the job kept), not after --wait")
+    func sigtermEndsWaits() async throws {
+        try await FrontFixture.with(wait: 60, worker: false) { f, server in
+            // Failures become nil, not errors: an error would cancel the other requests, and
+            // cancelling URLSession's requests can deadlock FoundationNetworking on Linux.
+            let answers = Task {
+                await withTaskGroup(of: FrontFixture.Answer?.self) { group in
+                    for n in 0..<5 {
+                        group.addTask { try? await f.upsert(f.payload("+1650555700\(n)"), as: f.orgA, timeout: 90) }
+                    }
+                    return await group.reduce(into: []) { $0.append($1) }
+                }
+            }
+            // Every request has its job and waits for it (no worker runs).
+            let waiting = try await eventually(timeout: .seconds(20)) {
+                (try? await f.count("SELECT count(*)::int FROM queue.jobs")) == 5
+            }
+            try #require(waiting)
+            try await Task.sleep(for: .milliseconds(300))
+            let signalled = ContinuousClock.now
+            server.signal(SIGTERM)
+            let status = await server.wait(timeout: .seconds(30))
+            let took = ContinuousClock.now - signalled
+            #expect(status == 0, "\(server.outputText.suffix(2000))")
+            #expect(took < .seconds(5), "serve took \(took) to exit with requests waiting (--wait 60)")
+            let answered = await answers.value.compactMap { $0 }
+            #expect(answered.map(\.status) == Array(repeating: 202, count: 5))
+            let ids = answered.compactMap { $0.json?["job_id"]?.intValue }.map(Int64.init)
+            #expect(ids.count == 5)
+            #expect(try await f.count("SELECT count(*)::int FROM queue.jobs WHERE id = ANY(\(ids)::bigint[]) AND state = 'ready'") == 5)
+        }
+    }
+
     @Test("SIGTERM under load: exit 0, and every request answered 202 has its job")
     func sigtermUnderLoad() async throws {
         try await FrontFixture.with(worker: false) { f, server in

@@ -74,6 +74,8 @@ struct ServeCommand: AsyncParsableCommand {
                 services: [
                     .init(service: front.application(), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: sampler),
+                    // Shut down first: the requests waiting for their jobs are answered at once.
+                    .init(service: front.waitsEnd(), successTerminationBehavior: .ignore),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
