@@ -68,6 +68,7 @@ let package = Package(
             dependencies: [
                 "Postgres", "JSON", "TextForms", "JobQueue", "ContactDomain", "Migrations",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -2,6 +2,7 @@ import ContactDomain
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import JSON
 import JobQueue
 import Logging
@@ -60,6 +61,8 @@ public struct APIFront: Sendable {
     /// Finished jobs' outcomes, read together.
     let outcomes: SharedStatement<Int64, JobOutcome?>
     let waiter: JobWaiter
+    /// The open connections, each a task of its own (see ``ConnectionTasks``).
+    let connections = ConnectionTasks()
     let keys = APIKeyCache()
     /// The live page's guard; nil when no admin token is configured (the page is off).
     let admin: AdminSessions?
@@ -115,9 +118,15 @@ public struct APIFront: Sendable {
         let idle = configuration.idleTimeout.components.seconds
         return Application(
             router: router,
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: [RequestDeadline(limit: .seconds(Int64(idle)))], idleTimeout: .seconds(Int64(idle)))),
+            server: HTTPServerBuilder { responder in
+                SeparateConnections(
+                    inner: HTTP1Channel(
+                        responder: responder,
+                        configuration: .init(
+                            additionalChannelHandlers: [RequestDeadline(limit: .seconds(Int64(idle)))],
+                            idleTimeout: .seconds(Int64(idle)))),
+                    tasks: connections)
+            },
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port), backlog: configuration.listenBacklog),
             services: [waiter],
@@ -129,6 +138,12 @@ public struct APIFront: Sendable {
     /// their jobs (``JobWaiter/stopWaiting()``), so the server's drain of the requests in flight
     /// that follows takes milliseconds, not `--wait`.
     public func waitsEnd() -> some Service { WaitsEnd(waiter: waiter) }
+
+    /// Waits for the connections still open after the application stopped (requests in
+    /// flight finishing), at most `timeout`; returns how many were cut.
+    public func drainConnections(timeout: Duration) async -> Int {
+        await connections.drain(timeout: timeout)
+    }
 
     /// Closes the database connections (after the application stopped).
     public func close() async {

@@ -231,6 +231,26 @@ struct FrontTests {
         }
     }
 
+    @Test("SIGTERM finishes a request in flight: its body, sent after the signal, is read, answered and its job kept")
+    func sigtermFinishesInFlight() async throws {
+        try await FrontFixture.with(worker: false) { f, server in
+            let body = f.payload("+16505557100").jsonText
+            let connection = try RawConnection(port: f.port)
+            try connection.send(
+                "POST /api/public/customer/upsert/info HTTP/1.1\r\nHost: test\r\nx-api-key: \(f.orgA.key)\r\n"
+                    + "Content-Type: application/json\r\nPrefer: respond-async\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+            try await Task.sleep(for: .milliseconds(300))
+            server.signal(SIGTERM)
+            try await Task.sleep(for: .milliseconds(700))
+            #expect(server.isRunning, "serve exited with a request in flight")
+            try connection.send(body)
+            let answer = connection.readAll()
+            #expect(answer.hasPrefix("HTTP/1.1 202"), "\(answer.prefix(300))")
+            #expect(await server.wait(timeout: .seconds(10)) == 0, "\(server.outputText.suffix(2000))")
+            #expect(try await f.count("SELECT count(*)::int FROM queue.jobs WHERE payload->>'contact_phone_number' = '+16505557100'") == 1)
+        }
+    }
+
     @Test("SIGTERM under load: exit 0, and every request answered 202 has its job")
     func sigtermUnderLoad() async throws {
         try await FrontFixture.with(worker: false) { f, server in

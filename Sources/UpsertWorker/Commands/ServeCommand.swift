@@ -79,6 +79,10 @@ struct ServeCommand: AsyncParsableCommand {
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        // The server stopped accepting and closed its idle connections; the requests in flight
+        // finish (their waits already ended), then the database connections close.
+        let cut = await front.drainConnections(timeout: .seconds(30))
+        if cut > 0 { logger.warning("connections cut at shutdown", metadata: ["connections": "\(cut)"]) }
         await front.close()
     }
 }
