@@ -69,6 +69,15 @@ public final class ChildProcess {
         return process.terminationStatus
     }
 
+    /// Sends `signal` and waits for the process to exit, up to `timeout`; returns its exit
+    /// status (nil on time-out) and how long it took from the signal.
+    public func signalAndWait(_ signal: Int32, timeout: Duration) async -> (status: Int32?, took: Duration) {
+        let signalled = ContinuousClock.now
+        self.signal(signal)
+        let status = await wait(timeout: timeout)
+        return (status, ContinuousClock.now - signalled)
+    }
+
     /// Runs a command to completion and returns its exit status and output.
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], input: String? = nil,

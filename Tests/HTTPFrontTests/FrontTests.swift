@@ -217,10 +217,7 @@ struct FrontTests {
             }
             try #require(waiting)
             try await Task.sleep(for: .milliseconds(300))
-            let signalled = ContinuousClock.now
-            server.signal(SIGTERM)
-            let status = await server.wait(timeout: .seconds(30))
-            let took = ContinuousClock.now - signalled
+            let (status, took) = await server.signalAndWait(SIGTERM, timeout: .seconds(30))
             #expect(status == 0, "\(server.outputText.suffix(2000))")
             #expect(took < .seconds(5), "serve took \(took) to exit with requests waiting (--wait 60)")
             let answered = await answers.value.compactMap { $0 }

@@ -86,10 +86,7 @@ struct ProcessTests {
                 [database.connectionString, "--concurrency", "4", "--batch-size", "5", "--grace-period", "10"])
             try await waitUntil("SELECT count(*) > 0 FROM test_runs", on: connection)
             try await Task.sleep(for: .milliseconds(200))
-            let signalled = ContinuousClock.now
-            worker.signal(SIGTERM)
-            let status = await worker.wait(timeout: .seconds(15))
-            let took = ContinuousClock.now - signalled
+            let (status, took) = await worker.signalAndWait(SIGTERM, timeout: .seconds(15))
             #expect(status == 0, "\(worker.outputText.suffix(2000))")
             #expect(took < .seconds(10), "shutdown took \(took)")
             #expect(try await QueueTest.scalar("SELECT count(*) FROM queue.jobs WHERE state = 'running'", Int.self, on: connection) == 0)
