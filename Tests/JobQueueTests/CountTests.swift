@@ -75,6 +75,69 @@ struct CountTests {
         }
     }
 
+    @Test("queue.stats and queue.oldest_ready are exact whatever a ready job's run_at: due, scheduled, retried, backdated")
+    func oldestIsExact() async throws {
+        try await QueueTest.withDatabase { _, connection in
+            // Rows of the view that differ from the table counted the slow way, and whether the
+            // longest wait is the slow way's, both read in one statement (one now()).
+            let differences: PostgresQuery = """
+                SELECT (SELECT count(*) FROM queue.stats s
+                        FULL JOIN (SELECT queue, state, count(*) AS jobs, min(created_at) AS oldest
+                                   FROM queue.jobs GROUP BY 1, 2) b USING (queue, state)
+                        WHERE s.jobs IS DISTINCT FROM b.jobs OR s.oldest_created_at IS DISTINCT FROM b.oldest)
+                     + (SELECT count(*) FROM (SELECT DISTINCT queue FROM queue.jobs WHERE state = 'ready') q
+                        WHERE (SELECT o.age_seconds FROM queue.oldest_ready o WHERE o.queue = q.queue)
+                              IS DISTINCT FROM (SELECT extract(epoch FROM now() - min(j.run_at))::float8 FROM queue.jobs j
+                                                WHERE j.queue = q.queue AND j.state = 'ready' AND j.run_at <= now()))
+                """
+            try await connection.run { c in
+                try c.execute("SELECT setseed(0.15)")
+                // Enqueued now or earlier (run_at = created_at), retried (due later than created),
+                // scheduled (due in the future), backdated by the producer (due before created),
+                // stamped by a producer's clock (a microsecond apart), in two queues.
+                try c.execute(
+                    """
+                    INSERT INTO queue.jobs (queue, payload, created_at, run_at)
+                    SELECT CASE WHEN g % 7 = 0 THEN 'b' ELSE 'a' END, '{}', t.created,
+                           CASE g % 5 WHEN 0 THEN t.created WHEN 1 THEN t.created
+                                      WHEN 2 THEN t.created + random() * interval '30 minutes'
+                                      WHEN 3 THEN now() + random() * interval '1 hour'
+                                      ELSE CASE WHEN g % 2 = 0 THEN t.created - random() * interval '2 hours'
+                                                ELSE t.created + interval '1 microsecond' END END
+                    FROM generate_series(1, 400) g
+                    CROSS JOIN LATERAL (SELECT now() - random() * interval '3 hours' - g * interval '0 s' AS created) t
+                    """)
+            }
+            #expect(try await QueueTest.scalar(differences, Int.self, on: connection) == 0)
+            // Jobs leave the ready state, the oldest first half the time, and come back retried.
+            for step in 0..<12 {
+                try await connection.run { c in
+                    let oldestFirst = step % 2 == 0
+                    let state = ["succeeded", "failed", "cancelled", "running"][step % 4]
+                    try c.execute(
+                        """
+                        UPDATE queue.jobs SET state = \(state),
+                               locked_by = CASE WHEN \(state) = 'running' THEN 'test' END,
+                               locked_until = CASE WHEN \(state) = 'running' THEN now() + interval '1 minute' END,
+                               finished_at = CASE WHEN \(state) <> 'running' THEN now() END
+                        WHERE id IN (SELECT id FROM queue.jobs WHERE state = 'ready'
+                                     ORDER BY CASE WHEN \(oldestFirst) THEN extract(epoch FROM created_at) ELSE random() END
+                                     LIMIT 25)
+                        """)
+                    if state == "running" {
+                        try c.execute(
+                            """
+                            UPDATE queue.jobs SET state = 'ready', locked_by = NULL, locked_until = NULL,
+                                   run_at = now() - random() * interval '10 minutes'
+                            WHERE state = 'running' AND id % 2 = 0
+                            """)
+                    }
+                }
+                #expect(try await QueueTest.scalar(differences, Int.self, on: connection) == 0, "after step \(step)")
+            }
+        }
+    }
+
     @Test("stats, the view and the gauges read no finished job: 200,000 of them cost nothing to count")
     func statsReadNoHistory() async throws {
         try await QueueTest.withDatabase { _, connection in
