@@ -264,17 +264,27 @@ extension NewJob {
 
 /// Builds the jobs of a bulk enqueue with every key the table's triggers would compute, so
 /// that a COPY of a million rows leaves them nothing to do per row.
+///
+/// ```swift
+/// let jobs = try ContactJobs.newJobs(payloads, queue: "contacts", on: connection)
+/// try JobProducer.enqueueMany(jobs, completing: ContactJobs.completeOrderingKey, on: connection)
+/// ```
 public enum ContactJobs {
-    /// `contact.upsert` jobs (or jobs of `kind`) for `payloads`: each with its ordering key,
-    /// and its fairness key: `clientID` when given, else the organization of the channel the
-    /// payload names, resolved with one query for all the distinct channels of the input
-    /// (through `crm.payload_channel_client`, which a producer may call).
+    /// `contact.upsert` jobs (or jobs of `kind`) for `payloads`, each with its fairness key:
+    /// `clientID` when given, else the organization of the channel the payload names, resolved
+    /// with one query for all the distinct channels of the input (through
+    /// `crm.payload_channel_client`, which a producer may call).
+    ///
+    /// Their ordering keys are left to ``completeOrderingKey(_:)``, which `enqueueMany` runs on
+    /// each job as it streams it: computed there, they cost no time before the COPY starts
+    /// (about 2.5 µs a job, a seventh of a bulk enqueue when computed here first). A job sent
+    /// without one gets it from the table's insert trigger instead.
     public static func newJobs(
         _ payloads: [JSONValue], queue: String, kind: String = "contact.upsert", clientID: UUID? = nil,
         priority: Int16 = 0, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> [NewJob] {
         var jobs = payloads.map {
-            NewJob.withDefaultOrderingKey(queue: queue, kind: kind, payload: $0, clientID: clientID, priority: priority)
+            NewJob(queue: queue, kind: kind, payload: $0, clientID: clientID, priority: priority)
         }
         guard clientID == nil, kind == "contact.upsert" else { return jobs }
         // One probe per distinct channel reference, not per row.
@@ -300,6 +310,13 @@ public enum ContactJobs {
             jobs[index].fairnessKey = keys[index].flatMap { clients[$0] }
         }
         return jobs
+    }
+
+    /// Gives a `contact.upsert` job without an ordering key its default one (the key the insert
+    /// trigger would compute, ``ContactRequest/orderingKey(_:)``); other jobs are left as they are.
+    @Sendable public static func completeOrderingKey(_ job: inout NewJob) {
+        guard job.orderingKey == nil, job.kind == "contact.upsert" else { return }
+        job.orderingKey = ContactRequest.orderingKey(job.payload)
     }
 
     /// The channel a payload names, as a key and as the smallest payload that names it.

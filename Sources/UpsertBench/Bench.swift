@@ -454,7 +454,7 @@ public enum Bench {
                         jobs[i].importLine = i + 1
                     }
                 }
-                _ = try JobProducer.enqueueMany(jobs, on: c)
+                _ = try JobProducer.enqueueMany(jobs, completing: ContactJobs.completeOrderingKey, on: c)
                 if importTag {
                     try Imports.record(
                         id, queue: queue, kind: kind, clientID: nil, fileName: "bench.ndjson", format: "ndjson", columns: [],

@@ -180,6 +180,38 @@ struct AgreementTests {
         await connection.close()
     }
 
+    @Test("a bulk enqueue sends every job's keys itself, the trigger's keys, while it streams")
+    func bulkEnqueueSendsKeys() async throws {
+        try await Domain.withDatabase { _, c in
+            let org = Org(30)
+            try await c.run { c in try org.create(on: c) }
+            let payloads: [JSONValue] = (0..<50).map { i in
+                i % 5 == 4
+                    ? ["channel": "webchat", "channel_id": .string(UUIDText.string(org.webchat)), "external_user_id": .string("v-\(i % 7)")]
+                    : ["channel": "whatsapp", "channel_phone_number": .string(org.whatsappNumber), "contact_phone_number": .string("+56 9 6123 45\(10 + i % 9)")]
+            }
+            let sent = try await c.run { c in
+                // Without the insert trigger, what the rows hold is what enqueueMany sent.
+                try c.execute("ALTER TABLE queue.jobs DISABLE TRIGGER jobs_contact_keys")
+                let jobs = try ContactJobs.newJobs(payloads, queue: "contacts", on: c)
+                return try JobProducer.enqueueMany(jobs, completing: ContactJobs.completeOrderingKey, on: c)
+            }
+            #expect(sent == payloads.count)
+            let wrong = try await c.run { c in
+                try c.query(
+                    """
+                    SELECT count(*) FILTER (WHERE ordering_key IS DISTINCT FROM crm.contact_ordering_key(payload)) AS keys,
+                           count(*) FILTER (WHERE fairness_key <> \(org.client.uuidString.lowercased())) AS fairness,
+                           count(DISTINCT ordering_key) AS people
+                    FROM queue.jobs
+                    """)[0]
+            }
+            #expect(try wrong.decode(Int.self, "keys") == 0)
+            #expect(try wrong.decode(Int.self, "fairness") == 0)
+            #expect(try wrong.decode(Int.self, "people") == 9 + 7)
+        }
+    }
+
     @Test("ContactRequest.orderingKey equals crm.contact_ordering_key on every payload it keys")
     func orderingKeys() async throws {
         let spellings = PhoneNumberTests.valid.map(\.spelling) + PhoneNumberTests.invalid.map(\.0) + [

@@ -145,7 +145,7 @@ struct EnqueueCommand: AsyncParsableCommand {
                         jobs[i].importLine = rows[i].line
                         if idempotent { jobs[i].idempotencyKey = Self.contentKey(jobs[i]) }
                     }
-                    total += try JobProducer.enqueueMany(jobs, on: connection)
+                    total += try JobProducer.enqueueMany(jobs, completing: ContactJobs.completeOrderingKey, on: connection)
                     done += rows.count
                     rows.removeAll(keepingCapacity: true)
                     progress.update(done)
