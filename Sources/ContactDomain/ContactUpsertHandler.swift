@@ -256,9 +256,9 @@ extension NewJob {
     public static func withDefaultOrderingKey(
         queue: String, kind: String, payload: JSONValue, clientID: UUID? = nil, priority: Int16 = 0
     ) -> NewJob {
-        NewJob(
-            queue: queue, kind: kind, payload: payload, clientID: clientID,
-            orderingKey: kind == "contact.upsert" ? ContactRequest.orderingKey(payload) : nil, priority: priority)
+        var job = NewJob(queue: queue, kind: kind, payload: payload, clientID: clientID, priority: priority)
+        ContactJobs.completeOrderingKey(&job)
+        return job
     }
 }
 
@@ -314,7 +314,7 @@ public enum ContactJobs {
 
     /// Gives a `contact.upsert` job without an ordering key its default one (the key the insert
     /// trigger would compute, ``ContactRequest/orderingKey(_:)``); other jobs are left as they are.
-    @Sendable public static func completeOrderingKey(_ job: inout NewJob) {
+    public static func completeOrderingKey(_ job: inout NewJob) {
         guard job.orderingKey == nil, job.kind == "contact.upsert" else { return }
         job.orderingKey = ContactRequest.orderingKey(job.payload)
     }
