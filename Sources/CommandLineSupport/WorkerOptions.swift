@@ -36,6 +36,11 @@ public struct WorkerOptions: ParsableArguments {
     @Option(help: "Seconds a less urgent job may wait behind more urgent ones before it gets part of each full batch (0: never).")
     public var aging: Double = WorkerConfiguration().aging?.seconds ?? 0
 
+    @Option(
+        name: .customLong("join-after"),
+        help: "Seconds one slot's batch may run before idle slots claim too, when no claim left work behind (0: claim at once).")
+    public var joinAfter: Double = WorkerConfiguration().joinAfter.seconds
+
     public func validate() throws {
         guard (1...256).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 256") }
         guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1 to 10000") }
@@ -44,6 +49,7 @@ public struct WorkerOptions: ParsableArguments {
         guard gracePeriod >= 0, gracePeriod.isFinite else { throw ValidationError("--grace-period must be >= 0") }
         guard maxRetryDelay >= 0, maxRetryDelay.isFinite else { throw ValidationError("--max-retry-delay must be >= 0") }
         guard aging >= 0, aging.isFinite else { throw ValidationError("--aging must be >= 0") }
+        guard joinAfter >= 0, joinAfter.isFinite else { throw ValidationError("--join-after must be >= 0") }
         if let statementTimeout, !(statementTimeout >= 0 && statementTimeout.isFinite) {
             throw ValidationError("--statement-timeout must be >= 0")
         }
@@ -61,6 +67,7 @@ public struct WorkerOptions: ParsableArguments {
         configuration.retryPolicy.maximum = .seconds(maxRetryDelay)
         configuration.statementTimeout = statementTimeout.map { .seconds($0) }
         configuration.aging = aging > 0 ? .seconds(aging) : nil
+        configuration.joinAfter = .seconds(joinAfter)
         return configuration
     }
 
@@ -69,7 +76,7 @@ public struct WorkerOptions: ParsableArguments {
         var arguments = [
             "--concurrency", String(concurrency), "--batch-size", String(batchSize), "--lease", String(lease),
             "--poll-interval", String(pollInterval), "--grace-period", String(gracePeriod),
-            "--max-retry-delay", String(maxRetryDelay), "--aging", String(aging),
+            "--max-retry-delay", String(maxRetryDelay), "--aging", String(aging), "--join-after", String(joinAfter),
         ]
         if fixedBatchSize { arguments.append("--fixed-batch-size") }
         if let statementTimeout { arguments += ["--statement-timeout", String(statementTimeout)] }

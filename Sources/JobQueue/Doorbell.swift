@@ -124,3 +124,60 @@ final class UrgentSlot: Sendable {
         }
     }
 }
+
+/// Which slots claim or run a batch now, and whether the last claim left work behind: an idle
+/// slot joins a busy one only when there is more than one slot's worth of work.
+///
+/// Every batch has a fixed cost (its claim, its transaction's statements, its commit) that
+/// its jobs share. When jobs arrive steadily, slots that each claim the moment a notification
+/// rings split the stream into many small batches and pay that cost many times over; one slot
+/// claiming everything that arrived while its batch ran pays it once. So while a slot claims or
+/// runs a batch, the others stand by, and join it when a claim came back full (a backlog: work
+/// for more than one), or once that batch has run for `joinAfter` (a slow batch must not keep
+/// new jobs waiting). A slot counts as busy from the start of its claim until a claim of its
+/// finds nothing or it stands by: one that finished a batch claims again at once.
+final class SlotActivity: Sendable {
+    private struct State {
+        /// Busy slots, with when their current claim started.
+        var busy: [Int: ContinuousClock.Instant] = [:]
+        var backlog = false
+    }
+    private let state = Mutex(State())
+    let joinAfter: Duration
+
+    init(joinAfter: Duration) { self.joinAfter = joinAfter }
+
+    /// Whether `slot` may claim now; if so it counts as busy from `now`. It may not (and no
+    /// longer counts as busy) while another slot's claim started less than `joinAfter` ago and
+    /// no claim left work behind.
+    func mayClaim(_ slot: Int, now: ContinuousClock.Instant) -> Bool {
+        state.withLock { state in
+            let standBy = !state.backlog && state.busy.contains { $0.key != slot && now - $0.value < joinAfter }
+            if standBy {
+                state.busy[slot] = nil
+            } else {
+                state.busy[slot] = now
+            }
+            return !standBy
+        }
+    }
+
+    /// Records a claim of `slot`: whether it may have left work behind, and whether it found any
+    /// (a slot that found none is idle).
+    func claimed(by slot: Int, jobs: Int, leftMore: Bool) {
+        state.withLock { state in
+            state.backlog = leftMore
+            if jobs == 0 { state.busy[slot] = nil }
+        }
+    }
+
+    /// Whether `slot` still runs the batch whose claim started at `since`.
+    func isBusy(_ slot: Int, since: ContinuousClock.Instant) -> Bool {
+        state.withLock { $0.busy[slot] == since }
+    }
+
+    /// `slot` is idle (its claim failed, or it stops).
+    func idle(_ slot: Int) {
+        _ = state.withLock { $0.busy.removeValue(forKey: slot) }
+    }
+}

@@ -31,6 +31,9 @@ public struct WorkerConfiguration: Sendable {
     public var pollInterval: Duration = .seconds(1)
     /// Exit once no job of the queues is ready to run now or running. Default: false.
     public var drain: Bool = false
+    /// While one slot runs a batch, how long the other slots let it take before they claim too
+    /// (they join at once when a claim came back full; see ``SlotActivity``). Default: 50 ms.
+    public var joinAfter: Duration = .milliseconds(50)
     /// On shutdown, how long in-flight batches may take to finish. Default: 30 s.
     public var shutdownGracePeriod: Duration = .seconds(30)
     /// Delays between attempts after transient failures.
@@ -90,6 +93,7 @@ public final class JobWorker: Service, Sendable {
     let bell = Doorbell()
     let claimGate = ClaimGate()
     let urgent = UrgentSlot()
+    let activity: SlotActivity
     private let stopping = Atomic<Bool>(false)
     /// The jobs this worker holds in memory right now: the only leases its heartbeat extends.
     /// A job whose claim result or failure record was lost with the connection is not here, so
@@ -117,6 +121,7 @@ public final class JobWorker: Service, Sendable {
         self.handlers = byKind
         metrics.register(kinds: byKind.keys.sorted())
         self.logger = logger
+        self.activity = SlotActivity(joinAfter: configuration.joinAfter)
         self.health = WorkerHealth()
         self.executor = BatchExecutor(
             configuration: configuration, handlers: byKind, pool: pool, health: health, metrics: metrics)
@@ -204,11 +209,15 @@ public final class JobWorker: Service, Sendable {
         var finishedBatch = false
         while !isStopping {
             let seen = await bell.generation
+            let claimStarted = ContinuousClock.now
+            guard activity.mayClaim(slot, now: claimStarted) else {
+                await bell.wait(after: seen)
+                continue
+            }
             let jobs: [Job]
             let mayHaveLeftMore: Bool
             do {
                 let limit = sizer.next
-                let claimStarted = ContinuousClock.now
                 let claimed = try await self.pool.withConnection { [configuration, claimGate, urgent] connection in
                     await claimGate.enter()
                     do {
@@ -231,9 +240,18 @@ public final class JobWorker: Service, Sendable {
                 // A claim that took fewer than it could took everything claimable then (an
                 // urgent one may have left less urgent work behind).
                 mayHaveLeftMore = claimed.jobs.count >= limit || claimed.urgent
+                activity.claimed(by: slot, jobs: claimed.jobs.count, leftMore: mayHaveLeftMore)
+                if !claimed.jobs.isEmpty, configuration.concurrency > 1, configuration.joinAfter > .zero {
+                    // Wakes a slot standing by if this batch runs past `joinAfter`.
+                    Task { [bell, activity, configuration] in
+                        try? await Task.sleep(until: claimStarted + configuration.joinAfter)
+                        if activity.isBusy(slot, since: claimStarted) { await bell.ring() }
+                    }
+                }
                 failures = 0
                 health.succeeded()
             } catch {
+                activity.idle(slot)
                 failures += 1
                 health.failed(error)
                 logger.warning(
