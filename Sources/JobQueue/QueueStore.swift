@@ -22,8 +22,8 @@ public enum QueueStore {
     }
 
     /// Claims up to `limit` ready jobs of `queues` for `worker` (the SQL function
-    /// `queue.claim`, sql/0008): in (priority, fair_seq, id) order, so that organizations take
-    /// turns within a priority; one priority per batch, the most urgent first (skipping
+    /// `queue.claim_jobs`, sql/0008, 0018 and 0020): in (priority, fair_seq, id) order, so that
+    /// organizations take turns within a priority; one priority per batch, the most urgent first (skipping
     /// priorities up to `afterPriority` when it is given); never a job behind an unfinished
     /// earlier job of its ordering key (that earlier job is claimed instead when it is free,
     /// and a key head brings its following jobs along); a batch of urgent jobs taken while
@@ -40,15 +40,13 @@ public enum QueueStore {
         var claim = Claim(jobs: [], priority: nil, urgent: false)
         for queue in queues where claim.jobs.count < limit {
             // The wait is taken on the database's clock: from enqueueing, or from run_at when
-            // later (claiming does not change run_at, so any version of the row tells it). Index
-            // planned: statistics taken of an empty queue must not make that probe a scan.
-            let rows = try indexPlanned(
+            // later. (The function turns sequential scans off for its own statements.)
+            let rows = try connection.query(
                 """
-                SELECT c.*, extract(epoch FROM clock_timestamp() - greatest(
-                           c.created_at, (SELECT j.run_at FROM queue.jobs j WHERE j.id = c.id)))::float8 AS waited
-                FROM queue.claim(\(queue), \(limit - claim.jobs.count), \(worker), \(lease.milliseconds),
-                                 \(aging?.milliseconds), \(afterPriority), \(urgentFill)) c
-                """, on: connection)
+                SELECT c.*, extract(epoch FROM clock_timestamp() - greatest(c.created_at, c.run_at))::float8 AS waited
+                FROM queue.claim_jobs(\(queue), \(limit - claim.jobs.count), \(worker), \(lease.milliseconds),
+                                      \(aging?.milliseconds), \(afterPriority), \(urgentFill)) c
+                """)
             for row in rows {
                 claim.jobs.append(try Job(row: row))
                 let priority = try row.decode(Int16.self, "priority")
