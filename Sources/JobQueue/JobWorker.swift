@@ -32,7 +32,8 @@ public struct WorkerConfiguration: Sendable {
     /// Exit once no job of the queues is ready to run now or running. Default: false.
     public var drain: Bool = false
     /// While one slot runs a batch, how long the other slots let it take before they claim too
-    /// (they join at once when a claim came back full; see ``SlotActivity``). Default: 50 ms.
+    /// (they join at once when a claim came back full; see ``SlotActivity``). Default: 50 ms;
+    /// zero: every idle slot claims as soon as it is woken.
     public var joinAfter: Duration = .milliseconds(50)
     /// On shutdown, how long in-flight batches may take to finish. Default: 30 s.
     public var shutdownGracePeriod: Duration = .seconds(30)

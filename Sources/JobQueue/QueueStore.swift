@@ -23,14 +23,14 @@ public enum QueueStore {
 
     /// Claims up to `limit` ready jobs of `queues` for `worker` (the SQL function
     /// `queue.claim_jobs`, sql/0008, 0018 and 0020): in (priority, fair_seq, id) order, so that
-    /// organizations take turns within a priority; one priority per batch, the most urgent first (skipping
-    /// priorities up to `afterPriority` when it is given); never a job behind an unfinished
-    /// earlier job of its ordering key (that earlier job is claimed instead when it is free,
-    /// and a key head brings its following jobs along); a batch of urgent jobs taken while
-    /// less urgent ones wait is topped up with those to `urgentFill`; with `aging`, part of a full batch of
-    /// urgent jobs goes to less urgent ones that waited longer. Claimed jobs become `running`,
-    /// leased to `worker` for `lease`, their attempt counted now, so that a job that crashes
-    /// its worker cannot be retried forever.
+    /// organizations take turns within a priority; one priority per batch, the most urgent first
+    /// (skipping priorities up to `afterPriority` when it is given); never a job behind an
+    /// unfinished earlier job of its ordering key (that earlier job is claimed instead when it is
+    /// free, and a key head brings its following jobs along); a batch of urgent jobs taken while
+    /// less urgent ones wait is topped up with those to `urgentFill`; with `aging`, part of a full
+    /// batch of urgent jobs goes to less urgent ones that waited longer. Claimed jobs become
+    /// `running`, leased to `worker` for `lease`, their attempt counted now, so that a job that
+    /// crashes its worker cannot be retried forever.
     public static func claim(
         queues: [String], limit: Int, worker: String, lease: Duration, aging: Duration? = nil,
         afterPriority: Int16? = nil, urgentFill: Int? = nil, on connection: isolated PostgresConnection

@@ -1587,8 +1587,9 @@ extension Schema {
             -- The claim returns each job's run_at, so that the worker computes how long the job waited
             -- (from enqueueing, or from run_at when later) from the claim's own rows. Until now the worker's
             -- statement looked each claimed job up again by its id for that one column: one index probe a
-            -- job, 4-8 µs of the claim's 28 µs a job (a claim of 300 from 20,000 ready jobs, rolled back,
-            -- psql \timing: 8.2-9.2 ms without the look-up, 10.5-10.6 ms with it).
+            -- job. A claim of 300 from 20,000 ready jobs, rolled back, psql \timing, alternating: 5.5-5.7 ms
+            -- with the look-up, 4.8-5.1 ms without, at a quiet moment (about 2 µs a job); 8.2-9.2 ms against
+            -- 10.5-10.6 ms at a busy one.
             --
             -- A function's result type cannot change in place, and a worker of the previous version keeps
             -- calling queue.claim while this migration runs (its prepared statement would fail with
