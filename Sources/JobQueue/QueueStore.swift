@@ -280,7 +280,7 @@ public enum QueueStore {
                 UPDATE queue.jobs
                 SET state = 'ready', attempts = greatest(attempts - 1, 0), locked_by = NULL, locked_until = NULL,
                     started_at = NULL
-                WHERE locked_by = \(worker) AND state = 'running'
+                WHERE locked_by = \(worker) AND state = 'running' AND locked_until IS NOT NULL  -- the lease index
                 RETURNING id
             )
             SELECT id, pg_notify('queue_jobs', '') IS NULL AS notified FROM released
@@ -293,7 +293,8 @@ public enum QueueStore {
     {
         try indexPlanned(
             """
-            SELECT EXISTS (SELECT 1 FROM queue.jobs WHERE state = 'running' AND queue = ANY(\(queues)::text[]))
+            SELECT EXISTS (SELECT 1 FROM queue.jobs
+                           WHERE state = 'running' AND locked_until IS NOT NULL AND queue = ANY(\(queues)::text[]))
                 OR EXISTS (SELECT 1 FROM queue.jobs
                            WHERE state = 'ready' AND queue = ANY(\(queues)::text[]) AND run_at <= now()) AS pending
             """, on: connection)[0].decode(Bool.self, "pending")
