@@ -5,8 +5,8 @@
 -- group's tail with `ORDER BY fair_seq [DESC] LIMIT 1`: one probe of jobs_claim_idx and one of
 -- jobs_fair_tail_idx, which hold the rows in that order. With no statistics on queue.jobs yet
 -- (a new table, before autovacuum's first analyze, or one analyzed while empty) every index
--- looks free, and the planner served the tail from jobs_waiting_idx (queue, run_at) instead,
--- sorting its rows: every ready job of the queue read on every insert. Measured on a new
+-- looks free, and the planner served the look-ups (the tail, or both) from jobs_waiting_idx
+-- (queue, run_at) instead, sorting its rows: every ready job of the queue read on every insert. Measured on a new
 -- cluster, `serve` with `Prefer: respond-async`, 128 connections, no worker running: the two
 -- look-ups took 1.4 and 1.8 ms per insert after 10 s and 60,000 ready jobs (3.2 of the
 -- insert's 4.5 ms), and the front fell to 1,000-2,400 requests/s as the backlog grew; with

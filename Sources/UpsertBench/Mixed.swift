@@ -166,7 +166,8 @@ extension Bench {
                 """
                 SELECT EXISTS (SELECT 1 FROM queue.jobs WHERE queue = 'contacts' AND priority = 10 AND fairness_key = \(a)
                                AND state = 'ready')
-                    OR EXISTS (SELECT 1 FROM queue.jobs WHERE state = 'running' AND locked_until IS NOT NULL AND fairness_key = \(a)) AS busy
+                    OR EXISTS (SELECT 1 FROM queue.jobs
+                               WHERE state = 'running' AND locked_until IS NOT NULL AND fairness_key = \(a)) AS busy
                 """)[0].decode(Bool.self, "busy")
         }) {
             try await Task.sleep(for: .milliseconds(100))

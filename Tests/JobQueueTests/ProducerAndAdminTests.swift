@@ -81,8 +81,8 @@ struct ProducerAndAdminTests {
         try await QueueTest.withDatabase { _, connection in
             try await connection.run { c in
                 if analyzedWhileEmpty { try c.executeScript("ANALYZE queue.jobs") }
-                let payload: JSONValue =
-                    backlog.payloadBytes == 0 ? [:] : ["note": .string(String(repeating: "x", count: backlog.payloadBytes))]
+                let note = String(repeating: "x", count: backlog.payloadBytes)
+                let payload: JSONValue = backlog.payloadBytes == 0 ? [:] : ["note": .string(note)]
                 func burst(_ count: Int, on c: isolated PostgresConnection) throws(PostgresError) {
                     let jobs = (0..<count).map { i in
                         NewJob(
@@ -91,7 +91,8 @@ struct ProducerAndAdminTests {
                     }
                     _ = try JobProducer.enqueueReturning(jobs, on: c)
                 }
-                for _ in 0..<(backlog.jobs / backlog.burst) { try burst(backlog.burst, on: c) }  // the backlog, and the plans cached
+                // The backlog, and the plans cached in this session.
+                for _ in 0..<(backlog.jobs / backlog.burst) { try burst(backlog.burst, on: c) }
                 try c.execute("SELECT pg_stat_force_next_flush()")
                 try c.execute("SELECT pg_stat_reset_single_table_counters('queue.jobs'::regclass)")
                 for _ in 0..<6 { try burst(20, on: c) }  // the multi-row insert: queue.fair_start once a statement
@@ -101,7 +102,11 @@ struct ProducerAndAdminTests {
                     INSERT INTO queue.jobs (queue, kind, payload, fairness_key)
                     SELECT 'test', 'test.scripted', '{}', 'org0' FROM generate_series(1, 20)
                     """)
-                try c.execute("INSERT INTO queue.jobs (queue, kind, payload, fairness_key) VALUES ('test', 'test.scripted', '{}', 'org0')")
+                try c.execute(
+                    """
+                    INSERT INTO queue.jobs (queue, kind, payload, fairness_key)
+                    VALUES ('test', 'test.scripted', '{}', 'org0')
+                    """)
                 try c.execute("SELECT pg_stat_force_next_flush()")
                 let read = try c.query(
                     """
@@ -126,7 +131,9 @@ struct ProducerAndAdminTests {
         let burst: Int
         let organizations: Int
         let payloadBytes: Int
-        var testDescription: String { "\(jobs) jobs in bursts of \(burst), \(organizations) organization(s), \(payloadBytes)-byte payloads" }
+        var testDescription: String {
+            "\(jobs) jobs in bursts of \(burst), \(organizations) organization(s), \(payloadBytes)-byte payloads"
+        }
     }
 
     @Test("an INSERT or COPY of many rows sends one notification, not one per row")

@@ -92,8 +92,10 @@ struct WorkerTests {
             let read = try await connection.run { c in
                 try c.execute("SELECT pg_stat_clear_snapshot()")
                 return try c.query(
-                    "SELECT idx_tup_read::int AS n FROM pg_stat_user_indexes WHERE indexrelid = 'queue.jobs_lease_idx'::regclass"
-                )[0].decode(Int.self, "n")
+                    """
+                    SELECT idx_tup_read::int AS n FROM pg_stat_user_indexes
+                    WHERE indexrelid = 'queue.jobs_lease_idx'::regclass
+                    """)[0].decode(Int.self, "n")
             }
             // Only the lease sweep (nothing expired here) and the worker's release at shutdown read
             // that index; the release walks it once, at most an entry per job while the report's
