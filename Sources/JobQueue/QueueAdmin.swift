@@ -104,6 +104,20 @@ public enum QueueAdmin {
         return (oldest, finished)
     }
 
+    /// How long the oldest transaction holding a snapshot on this database has been open, in
+    /// seconds (0: none). While it stays open PostgreSQL removes no row version written since it
+    /// began, and the claims step over every job worked meanwhile (docs/operations.md, "Long
+    /// transactions elsewhere"). Other roles' sessions are visible only to a role with
+    /// `pg_read_all_stats`.
+    public static func oldestSnapshotAge(on connection: isolated PostgresConnection) throws(PostgresError) -> Double {
+        try connection.query(
+            """
+            SELECT coalesce(extract(epoch FROM clock_timestamp() - min(xact_start)), 0)::float8 AS age
+            FROM pg_stat_activity
+            WHERE datname = current_database() AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()
+            """)[0].decode(Double.self, "age")
+    }
+
     /// The exact number of jobs per queue and state, from the count tables.
     public static func jobCounts(on connection: isolated PostgresConnection) throws(PostgresError)
         -> [(queue: String, state: JobState, jobs: Int)]

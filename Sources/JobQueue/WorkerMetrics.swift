@@ -149,6 +149,12 @@ public final class WorkerMetrics: Sendable {
         }
         for pair in gone { gauge("upsert_queue_jobs", [("queue", pair[0]), ("state", pair[1])]).record(0) }
     }
+
+    /// Sets `upsert_db_oldest_snapshot_seconds`: how long the oldest transaction holding a
+    /// snapshot on the database has been open (``QueueAdmin/oldestSnapshotAge(on:)``).
+    public func sampled(oldestSnapshotSeconds: Double) {
+        gauge("upsert_db_oldest_snapshot_seconds", []).record(oldestSnapshotSeconds)
+    }
 }
 
 extension Metrics.Timer {
@@ -180,6 +186,7 @@ public struct QueueSampler: Service {
         let counts = try QueueAdmin.jobCounts(on: connection)
         let (oldest, _) = try QueueAdmin.queueGauges(on: connection)
         metrics.sampled(counts: counts, oldestReady: oldest)
+        metrics.sampled(oldestSnapshotSeconds: try QueueAdmin.oldestSnapshotAge(on: connection))
     }
 
     public func run() async throws {

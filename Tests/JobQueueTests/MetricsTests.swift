@@ -73,6 +73,30 @@ struct MetricsTests {
         }
     }
 
+    @Test("a transaction held open elsewhere shows in upsert_db_oldest_snapshot_seconds, and is gone once it ends")
+    func oldestSnapshot() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            let registry = PrometheusCollectorRegistry()
+            let metrics = WorkerMetrics(factory: PrometheusMetricsFactory(registry: registry))
+            func sample() async throws -> Double? {
+                try await connection.run { c in try QueueSampler.sample(into: metrics, on: c) }
+                return Self.value("upsert_db_oldest_snapshot_seconds", in: String(decoding: registry.emitToBuffer(), as: UTF8.self))
+            }
+            #expect(try await sample() ?? -1 < 1)
+            let report = try await PostgresConnection.connect(database)
+            try await report.run { c in
+                try c.executeScript("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                _ = try c.query("SELECT count(*) AS n FROM queue.jobs")  // takes its snapshot
+            }
+            try await Task.sleep(for: .milliseconds(1500))
+            let held = try await sample() ?? -1
+            #expect(held >= 1.4 && held < 30, "a transaction open for 1.5 s: \(held) s")
+            try await report.run { c in try c.executeScript("ROLLBACK") }
+            #expect(try await sample() ?? -1 < 1)
+            await report.close()
+        }
+    }
+
     @Test("a lost session that reconnects is counted")
     func reconnectsCounted() async throws {
         try await QueueTest.withDatabase { database, connection in
