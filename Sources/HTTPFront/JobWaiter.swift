@@ -49,8 +49,51 @@ public final class JobWaiter: Service, Sendable {
         case suspended(CheckedContinuation<JobOutcome?, Never>)
     }
 
+    /// The waits' deadlines, soonest first, and the one task that ends the waits that reach
+    /// theirs. A task sleeping per request (and its timer in Dispatch, kept until it fired)
+    /// cost `serve` about a tenth of its CPU per synchronous request.
+    private struct Deadlines {
+        struct Deadline {
+            let at: ContinuousClock.Instant
+            let id: Int64
+            let token: Int
+        }
+
+        /// Sorted by `at`. Waits that ended early stay until their deadline comes (nothing to
+        /// do for them then): at most the requests of one `--wait`.
+        var pending: [Deadline] = []
+        var head = 0
+        /// When the expiry task will look next; nil when no task runs.
+        var wakeAt: ContinuousClock.Instant?
+        var task: Task<Void, Never>?
+
+        mutating func insert(_ deadline: Deadline) {
+            // Waits of one process share one timeout, so a new deadline is nearly always last.
+            var index = pending.endIndex
+            while index > head, pending[index - 1].at > deadline.at { index -= 1 }
+            pending.insert(deadline, at: index)
+        }
+
+        /// Removes and returns the deadlines reached by `now`.
+        mutating func due(by now: ContinuousClock.Instant) -> [Deadline] {
+            let start = head
+            while head < pending.endIndex, pending[head].at <= now { head += 1 }
+            let due = Array(pending[start..<head])
+            if head > 1024, head * 2 > pending.count {
+                pending.removeFirst(head)
+                head = 0
+            }
+            return due
+        }
+
+        var next: ContinuousClock.Instant? { head < pending.endIndex ? pending[head].at : nil }
+    }
+
     private let configuration: PostgresConfiguration
     private let logger: Logger
+    private let deadlines = Mutex(Deadlines())
+    /// How late past its deadline a wait may end: the expiry task looks at most this often.
+    private let expiryResolution = Duration.milliseconds(10)
     private let entries = Mutex<[Int64: [Int: Entry]]>([:])
     private let announced = Mutex(Announced())
     private let rememberedIDs = 100_000
@@ -94,10 +137,7 @@ public final class JobWaiter: Service, Sendable {
                 return early
             }
         }
-        let timer = Task {
-            try? await Task.sleep(for: timeout)
-            self.wake(id, token: token)
-        }
+        expire(id, token: token, at: .now + timeout)
         let carried = await withCheckedContinuation { continuation in
             let woken = entries.withLock { entries -> JobOutcome?? in
                 switch entries[id]?[token] {
@@ -112,11 +152,49 @@ public final class JobWaiter: Service, Sendable {
             }
             if let woken { continuation.resume(returning: woken) }
         }
-        timer.cancel()
         remove(id, token)
         if let carried { return carried }
         guard let stored = try await read(), stored.state.isFinished else { return nil }
         return stored
+    }
+
+    /// Ends the wait `token` for `id` at `instant` unless it ended before.
+    private func expire(_ id: Int64, token: Int, at instant: ContinuousClock.Instant) {
+        deadlines.withLock { deadlines in
+            deadlines.insert(.init(at: instant, id: id, token: token))
+            // A task runs and will look by then (give or take the resolution): nothing to do.
+            if let wakeAt = deadlines.wakeAt, wakeAt <= instant + expiryResolution { return }
+            deadlines.task?.cancel()
+            deadlines.wakeAt = instant
+            deadlines.task = Task { await self.expireLoop(firstAt: instant) }
+        }
+    }
+
+    /// Sleeps until the next deadline, wakes the waits that reached theirs, until none is left.
+    private func expireLoop(firstAt first: ContinuousClock.Instant) async {
+        var wakeAt = first
+        while true {
+            do {
+                try await Task.sleep(until: wakeAt, tolerance: expiryResolution, clock: .continuous)
+            } catch {
+                return  // replaced by a task that must look sooner
+            }
+            let now = ContinuousClock.now
+            let (due, goOn) = deadlines.withLock { deadlines -> ([Deadlines.Deadline], Bool) in
+                guard !Task.isCancelled else { return ([], false) }
+                let due = deadlines.due(by: now)
+                guard let next = deadlines.next else {
+                    deadlines.wakeAt = nil
+                    deadlines.task = nil
+                    return (due, false)
+                }
+                wakeAt = max(next, now + expiryResolution)
+                deadlines.wakeAt = wakeAt
+                return (due, true)
+            }
+            for deadline in due { wake(deadline.id, token: deadline.token) }
+            if !goOn { return }
+        }
     }
 
     private func remove(_ id: Int64, _ token: Int) {

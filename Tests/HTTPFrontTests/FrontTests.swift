@@ -66,9 +66,13 @@ struct FrontTests {
             let id = try #require(async.json?["job_id"]?.intValue)
             #expect(async.headers["location"] == "/api/public/jobs/\(id)")
             #expect(async.json?["status_url"] == .string("/api/public/jobs/\(id)"))
-            let waited = try await f.upsert(f.payload("+16505550104"), as: f.orgA)
+            let started = ContinuousClock.now
+            let waited = try await f.upsert(f.payload("+16505550104"), as: f.orgA, timeout: 10)
+            let took = ContinuousClock.now - started
             #expect(waited.status == 202)
             #expect(waited.json?["state"] == "ready")
+            // The wait ends at --wait (0.5 s), not before, and not much after.
+            #expect(took >= .milliseconds(490) && took < .seconds(3), "answered after \(took)")
         }
     }
 
