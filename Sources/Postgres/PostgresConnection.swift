@@ -449,8 +449,8 @@ public actor PostgresConnection {
         var texts: [String?] = []
         texts.reserveCapacity(parameters.count)
         for (i, parameter) in parameters.enumerated() {
-            let text = parameter.postgresText
-            if let text, text.utf8.contains(0) {
+            var text = parameter.postgresText
+            if text != nil, text?.withUTF8({ bytes in bytes.baseAddress.map { memchr($0, 0, bytes.count) != nil } ?? false }) == true {
                 throw PostgresError(
                     code: .invalidParameter, message: "parameter $\(i + 1) contains a NUL character")
             }
@@ -459,10 +459,33 @@ public actor PostgresConnection {
         return texts
     }
 
+    /// Calls `body` with the texts as C strings, all copied into one buffer (one allocation,
+    /// not one per parameter).
     static func withCStrings<R>(_ texts: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
-        let owned: [UnsafeMutablePointer<CChar>?] = texts.map { text in text.flatMap { strdup($0) } }
-        defer { for pointer in owned { free(pointer) } }
-        return body(owned.map { $0.map { UnsafePointer($0) } })
+        var size = 0
+        for text in texts { size += (text?.utf8.count ?? 0) + 1 }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: max(size, 1)) { buffer in
+            var pointers: [UnsafePointer<CChar>?] = []
+            pointers.reserveCapacity(texts.count)
+            var offset = 0
+            for var text in texts {
+                guard text != nil else {
+                    pointers.append(nil)
+                    continue
+                }
+                let start = buffer.baseAddress.map { $0 + offset }
+                text?.withUTF8 { bytes in
+                    bytes.withMemoryRebound(to: CChar.self) { chars in
+                        _ = UnsafeMutableBufferPointer(rebasing: buffer[offset...]).initialize(fromContentsOf: chars)
+                    }
+                    offset += bytes.count
+                }
+                buffer[offset] = 0
+                offset += 1
+                pointers.append(start.map { UnsafePointer($0) })
+            }
+            return body(pointers)
+        }
     }
 
     // MARK: Transactions

@@ -70,6 +70,34 @@ struct PostgresConnectionTests {
         #expect(TimestampText.parse("yesterday") == nil)
     }
 
+    @Test("array parameters of each element type round-trip, NULLs and escapes included")
+    func arrayRoundTrip() async throws {
+        let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
+        let texts: [String?] = ["a", nil, "b,c", "\"q\"", "back\\slash", "", "NULL", "ñ {x}"]
+        let ids: [UUID?] = [UUID(), nil, UUID()]
+        let plainIDs: [UUID] = [UUID(), UUID()]
+        let bigs: [Int64] = [Int64.min, 0, Int64.max]
+        let ints: [Int] = [-1, 0, 42]
+        let flags: [Bool] = [true, false]
+        let (textRows, idRows, row) = try await connection.run { c in
+            (
+                try c.query("SELECT t FROM unnest(\(texts)::text[]) WITH ORDINALITY u(t, o) ORDER BY o"),
+                try c.query("SELECT t FROM unnest(\(ids)::uuid[]) WITH ORDINALITY u(t, o) ORDER BY o"),
+                try c.query(
+                    """
+                    SELECT \(plainIDs)::uuid[]::text AS plain_ids, \(bigs)::bigint[]::text AS bigs,
+                           \(ints)::int[]::text AS ints, \(flags)::boolean[]::text AS flags
+                    """)[0]
+            )
+        }
+        #expect(try textRows.map { try $0.decode(String?.self, "t") } == texts)
+        #expect(try idRows.map { try $0.decode(UUID?.self, "t") } == ids)
+        #expect(try row.decode(String.self, "plain_ids") == "{" + plainIDs.map(UUIDText.string).joined(separator: ",") + "}")
+        #expect(try row.decode(String.self, "bigs") == "{-9223372036854775808,0,9223372036854775807}")
+        #expect(try row.decode(String.self, "ints") == "{-1,0,42}")
+        #expect(try row.decode(String.self, "flags") == "{t,f}")
+    }
+
     @Test("a string holding NUL is refused before it reaches the server")
     func nulParameter() async throws {
         let connection = try await PostgresConnection.connect(try TestDatabase.serverConfiguration())
