@@ -16,6 +16,16 @@ public final class WorkerMetrics: Sendable {
     private let gauges = Mutex<[String: Gauge]>([:])
     /// The (queue, state) gauges set by the last sample, so that a pair gone since drops to 0.
     private let sampled = Mutex<Set<[String]>>([])
+    /// The series every finished job records, by queue and kind: found with two lookups of
+    /// the job's own strings, no key built per job.
+    private let perKind = Mutex<[String: [String: KindSeries]]>([:])
+
+    private struct KindSeries: Sendable {
+        let succeeded: Counter
+        let failed: Counter
+        let retried: Counter
+        let duration: Metrics.Timer
+    }
 
     /// Records through `factory`; by default the process's bootstrapped backend.
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
@@ -73,14 +83,19 @@ public final class WorkerMetrics: Sendable {
     /// `upsert_job_errors_total{queue,kind,code}` for a failure or retry, and its handler time,
     /// `upsert_job_duration_seconds{queue,kind}`.
     func finished(_ job: Job, outcome: QueueStore.Outcome, duration: Duration) {
-        let name: String
-        switch outcome {
-        case .succeeded: name = "succeeded"
-        case .failed: name = "failed"
-        case .retry: name = "retried"
-        case .deferred: return
+        if case .deferred = outcome { return }
+        let series = perKind.withLock { perKind in
+            if let known = perKind[job.queue]?[job.kind] { return known }
+            let made = kindSeries(queue: job.queue, kind: job.kind)
+            perKind[job.queue, default: [:]][job.kind] = made
+            return made
         }
-        counter("upsert_jobs_finished_total", [("queue", job.queue), ("kind", job.kind), ("outcome", name)]).increment()
+        switch outcome {
+        case .succeeded: series.succeeded.increment()
+        case .failed: series.failed.increment()
+        case .retry: series.retried.increment()
+        case .deferred: break
+        }
         switch outcome {
         case .failed(let failure), .retry(let failure, _):
             // Error codes are a fixed, small set (docs/contract.md): a bounded label.
@@ -88,7 +103,16 @@ public final class WorkerMetrics: Sendable {
                 .increment()
         case .succeeded, .deferred: break
         }
-        timer("upsert_job_duration_seconds", [("queue", job.queue), ("kind", job.kind)]).recordInterval(duration)
+        series.duration.recordInterval(duration)
+    }
+
+    private func kindSeries(queue: String, kind: String) -> KindSeries {
+        func finished(_ outcome: String) -> Counter {
+            counter("upsert_jobs_finished_total", [("queue", queue), ("kind", kind), ("outcome", outcome)])
+        }
+        return KindSeries(
+            succeeded: finished("succeeded"), failed: finished("failed"), retried: finished("retried"),
+            duration: timer("upsert_job_duration_seconds", [("queue", queue), ("kind", kind)]))
     }
 
     /// A claim: its jobs' waits (`upsert_job_wait_seconds{queue}`, enqueue or `run_at` to

@@ -22,24 +22,30 @@ public protocol PostgresEncodable: Sendable {
 
 extension PostgresEncodable {
     public func appendArrayElement(to buffer: inout [UInt8]) {
-        guard var text = postgresText else {
+        guard let text = postgresText else {
             buffer.append(contentsOf: [UInt8(ascii: "N"), UInt8(ascii: "U"), UInt8(ascii: "L"), UInt8(ascii: "L")])
             return
         }
-        buffer.append(UInt8(ascii: "\""))
-        text.withUTF8 { bytes in
-            let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
-            if !bytes.contains(where: { $0 == quote || $0 == backslash }) {
-                buffer.append(contentsOf: bytes)
-                return
-            }
-            for byte in bytes {
-                if byte == quote || byte == backslash { buffer.append(backslash) }
-                buffer.append(byte)
-            }
-        }
-        buffer.append(UInt8(ascii: "\""))
+        appendQuotedArrayElement(text, to: &buffer)
     }
+}
+
+/// `text` as an array element: in double quotes, with `"` and `\` escaped.
+func appendQuotedArrayElement(_ text: String, to buffer: inout [UInt8]) {
+    var text = text
+    buffer.append(UInt8(ascii: "\""))
+    text.withUTF8 { bytes in
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        if !bytes.contains(where: { $0 == quote || $0 == backslash }) {
+            buffer.append(contentsOf: bytes)
+            return
+        }
+        for byte in bytes {
+            if byte == quote || byte == backslash { buffer.append(backslash) }
+            buffer.append(byte)
+        }
+    }
+    buffer.append(UInt8(ascii: "\""))
 }
 
 /// A Swift value that can be read from a result column in PostgreSQL's text format.
@@ -80,6 +86,7 @@ extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
 
 extension String: PostgresEncodable, PostgresDecodable {
     public var postgresText: String? { self }
+    public func appendArrayElement(to buffer: inout [UInt8]) { appendQuotedArrayElement(self, to: &buffer) }
     public static func decode(postgresText: String) throws(PostgresError) -> String { postgresText }
 }
 
@@ -202,29 +209,32 @@ extension Array: PostgresEncodable where Element: PostgresEncodable {
         // a tenth of the worker's CPU): the element types the statements send run a loop
         // specialized for them. Each cast is to the type `Element` was just compared equal to.
         if Element.self == String?.self {
-            Self.appendElements(unsafeBitCast(self, to: [String?].self), to: &out)
+            appendArrayElements(unsafeBitCast(self, to: [String?].self), to: &out)
         } else if Element.self == String.self {
-            Self.appendElements(unsafeBitCast(self, to: [String].self), to: &out)
+            appendArrayElements(unsafeBitCast(self, to: [String].self), to: &out)
         } else if Element.self == UUID.self {
-            Self.appendElements(unsafeBitCast(self, to: [UUID].self), to: &out)
+            appendArrayElements(unsafeBitCast(self, to: [UUID].self), to: &out)
         } else if Element.self == UUID?.self {
-            Self.appendElements(unsafeBitCast(self, to: [UUID?].self), to: &out)
+            appendArrayElements(unsafeBitCast(self, to: [UUID?].self), to: &out)
         } else if Element.self == Int64.self {
-            Self.appendElements(unsafeBitCast(self, to: [Int64].self), to: &out)
+            appendArrayElements(unsafeBitCast(self, to: [Int64].self), to: &out)
         } else if Element.self == Int.self {
-            Self.appendElements(unsafeBitCast(self, to: [Int].self), to: &out)
+            appendArrayElements(unsafeBitCast(self, to: [Int].self), to: &out)
         } else {
-            Self.appendElements(self, to: &out)
+            appendArrayElements(self, to: &out)
         }
         out.append(UInt8(ascii: "}"))
         return String(decoding: out, as: UTF8.self)
     }
 
-    private static func appendElements<Value: PostgresEncodable>(_ elements: [Value], to out: inout [UInt8]) {
-        for (i, element) in elements.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            element.appendArrayElement(to: &out)
-        }
+}
+
+/// The elements of an array literal, comma-separated. A free function, so that each call with a
+/// concrete element type is specialized (a static member of the generic `Array` was not).
+private func appendArrayElements<Value: PostgresEncodable>(_ elements: [Value], to out: inout [UInt8]) {
+    for (i, element) in elements.enumerated() {
+        if i > 0 { out.append(UInt8(ascii: ",")) }
+        element.appendArrayElement(to: &out)
     }
 }
 
