@@ -10,13 +10,21 @@ import Synchronization
 /// request ends such a wait: PostgreSQL then keeps the commit locally and warns. libpq's
 /// `PQcancel` may be called from any thread, so a timer on a global queue sends it while the
 /// connection's own thread is blocked in the call.
+///
+/// A call only notes its deadline: one timer at a time per connection looks when the oldest
+/// deadline noted comes, and then either cancels the call still running past it or waits for
+/// the deadline of the call running now. (A timer per call, each firing long after its call
+/// had returned, was a few percent of a worker's CPU: half a dozen calls per batch.)
 final class CallDeadline: Sendable {
     // libpq's PGcancel handles, kept as their addresses (plain integers cross isolation
     // boundaries; the handles themselves are only ever used by libpq).
     private struct State {
         var cancel: UInt = 0
-        var call: UInt64 = 0
-        var running = false
+        /// The running call's deadline; nil between calls.
+        var deadline: DispatchTime?
+        /// When the timer set last will look, and its number (a timer set before it does nothing).
+        var armedFor: DispatchTime?
+        var timer: UInt64 = 0
         /// Cancel requests being sent now (outside the lock: sending one may take a while).
         var sending = 0
         /// Handles replaced or detached while a request was being sent, freed after it.
@@ -46,7 +54,7 @@ final class CallDeadline: Sendable {
         let free = state.withLock { state in
             if state.cancel != 0 { state.retired.append(state.cancel) }
             state.cancel = fresh
-            state.running = false
+            state.deadline = nil
             return state.freeable()
         }
         Self.free(free)
@@ -60,24 +68,51 @@ final class CallDeadline: Sendable {
     /// is asked to cancel it.
     func run<T, E: Error>(timeout: Duration?, _ body: () throws(E) -> T) throws(E) -> T {
         guard let timeout else { return try body() }
-        let call = state.withLock { state in
-            state.call &+= 1
-            state.running = true
-            return state.call
+        let deadline = DispatchTime.now() + .milliseconds(Int(timeout.wholeMilliseconds))
+        let timer = state.withLock { state -> UInt64? in
+            state.deadline = deadline
+            // A timer that will look by then sees this call's deadline then.
+            if let armedFor = state.armedFor, armedFor <= deadline { return nil }
+            state.timer &+= 1
+            state.armedFor = deadline
+            return state.timer
         }
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.wholeMilliseconds))) {
-            [self] in
-            self.fire(call)
-        }
-        defer { state.withLock { $0.running = false } }
+        if let timer { arm(timer, at: deadline) }
+        defer { state.withLock { $0.deadline = nil } }
         return try body()
     }
 
-    private func fire(_ call: UInt64) {
-        let cancel = state.withLock { state -> UInt in
-            guard state.running, state.call == call, state.cancel != 0 else { return 0 }
+    private func arm(_ timer: UInt64, at time: DispatchTime) {
+        DispatchQueue.global().asyncAfter(deadline: time) { [self] in
+            self.fire(timer)
+        }
+    }
+
+    private func fire(_ timer: UInt64) {
+        enum Next { case nothing, cancel(UInt), look(UInt64, DispatchTime) }
+        let next = state.withLock { state -> Next in
+            guard state.timer == timer else { return .nothing }  // a sooner timer replaced this one
+            guard let deadline = state.deadline else {
+                state.armedFor = nil  // no call running: the next one sets a timer
+                return .nothing
+            }
+            if DispatchTime.now() < deadline {
+                state.timer &+= 1  // a later call: look again at its deadline
+                state.armedFor = deadline
+                return .look(state.timer, deadline)
+            }
+            state.armedFor = nil
+            guard state.cancel != 0 else { return .nothing }
             state.sending += 1
-            return state.cancel
+            return .cancel(state.cancel)
+        }
+        let cancel: UInt
+        switch next {
+        case .nothing: return
+        case .look(let timer, let time):
+            arm(timer, at: time)
+            return
+        case .cancel(let handle): cancel = handle
         }
         guard cancel != 0 else { return }
         var buffer = [CChar](repeating: 0, count: 256)

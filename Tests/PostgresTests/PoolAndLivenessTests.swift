@@ -133,4 +133,33 @@ struct PoolAndLivenessTests {
         #expect(ContinuousClock.now - started < .seconds(5))
         #expect(try await connection.run { c in try c.query("SELECT 2 AS two")[0].decode(Int.self, "two") } == 2)
     }
+
+    @Test("every call has its own deadline: a long call after quick ones, and after a pause, is cancelled on time")
+    func callDeadlineAfterOtherCalls() async throws {
+        var configuration = try TestDatabase.serverConfiguration()
+        configuration.callTimeout = .milliseconds(500)
+        let connection = try await PostgresConnection.connect(configuration)
+        // Quick calls for 300 ms, then a long one: the check set by the first call (due at
+        // 500 ms) finds the long call's deadline later and must look again then.
+        for _ in 0..<6 {
+            _ = try await connection.run { c in try c.query("SELECT 1 AS one") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        for pause in [Duration.zero, .milliseconds(800)] {
+            // The second time, a quick call and a pause: no call runs when that call's check
+            // comes, and the next call must set a check of its own.
+            if pause > .zero {
+                _ = try await connection.run { c in try c.query("SELECT 1 AS one") }
+                try await Task.sleep(for: pause)
+            }
+            let started = ContinuousClock.now
+            let error = await #expect(throws: PostgresError.self) {
+                try await connection.run { c in try c.query("SELECT pg_sleep(10)") }
+            }
+            let took = ContinuousClock.now - started
+            #expect(error?.sqlState == .queryCanceled)
+            #expect(took >= .milliseconds(450) && took < .seconds(5), "cancelled after \(took)")
+        }
+        #expect(try await connection.run { c in try c.query("SELECT 2 AS two")[0].decode(Int.self, "two") } == 2)
+    }
 }
