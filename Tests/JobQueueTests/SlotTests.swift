@@ -6,6 +6,19 @@ import Testing
 
 @Suite("Slots joining each other")
 struct SlotTests {
+    /// A small deterministic generator (SplitMix64), so that each case replays the same moments.
+    struct SeededRandom {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
     /// Pairs of runs whose times overlap: jobs that ran at the same time, in different slots
     /// (the jobs of one batch run one after another).
     static let overlaps: PostgresQuery = """
@@ -39,6 +52,34 @@ struct SlotTests {
         #expect(never.mayClaim(1, now: at(0)), "joinAfter zero: never stand by")
     }
 
+    @Test("single jobs at random moments, four slots: each runs at once, none waits for a poll", arguments: 1...3)
+    func noWakeUpLost(seed: Int) async throws {
+        try await QueueTest.withDatabase { database, connection in
+            var random = SeededRandom(seed: UInt64(seed))
+            let handler = ScriptedHandler { job, _ in
+                if case .number(let pause)? = job.payload["pause_ms"], let pause = pause.intValue { try await Task.sleep(for: .milliseconds(pause)) }
+                return [:]
+            }
+            var configuration = QueueTest.configuration(concurrency: 4, batchSize: 1000, drain: false)
+            configuration.pollInterval = .seconds(30)  // its tick would wake a slot: far beyond the bound
+            configuration.joinAfter = .milliseconds(20)
+            let pauses = (0..<150).map { _ in (job: Int(random.next() % 5), gap: Int(random.next() % 9)) }
+            let feeder = Task {
+                for pause in pauses {
+                    try await QueueTest.enqueue(1, payload: ["pause_ms": .number(JSONNumber(pause.job))], on: connection)
+                    try await Task.sleep(for: .milliseconds(pause.gap))
+                }
+            }
+            try await QueueTest.runWorker(
+                configuration, database: database, handlers: [handler],
+                until: "SELECT count(*) = 150 FROM queue.jobs WHERE state = 'succeeded'", timeout: .seconds(20))
+            try await feeder.value
+            let slowest = try await QueueTest.scalar(
+                "SELECT max(extract(epoch FROM finished_at - created_at))::float8 FROM queue.jobs", Double.self, on: connection)
+            #expect(slowest < 1.0, "a job waited \(slowest) s from its enqueue to its end")
+        }
+    }
+
     @Test("a steady trickle of jobs runs in one slot at a time, not split over idle slots")
     func trickleInOneSlot() async throws {
         try await QueueTest.withDatabase { database, connection in
@@ -66,8 +107,8 @@ struct SlotTests {
         }
     }
 
-    @Test("a batch that runs past joinAfter is joined: a new job does not wait for it")
-    func slowBatchJoined() async throws {
+    @Test("a batch that runs past joinAfter is joined: a new job does not wait for it", arguments: [0, 400])
+    func slowBatchJoined(newJobAfterMilliseconds: Int) async throws {
         try await QueueTest.withDatabase { database, connection in
             let handler = ScriptedHandler { job, _ in
                 if job.payload["slow"] == true { try await Task.sleep(for: .seconds(2)) }
@@ -82,6 +123,11 @@ struct SlotTests {
                 while try await QueueTest.scalar("SELECT count(*) = 0 FROM queue.jobs WHERE state = 'running'", Bool.self, on: connection) {
                     try await Task.sleep(for: .milliseconds(5))
                 }
+                // At once (the join at joinAfter takes it), or after joinAfter (its notification
+                // must wake a slot: the join happened already, and found nothing). 400 ms is for
+                // a notification that would not wake a slot while another is busy: the quick
+                // job would then wait for the slow batch.
+                try await Task.sleep(for: .milliseconds(newJobAfterMilliseconds))
                 try await QueueTest.enqueue(1, payload: ["slow": false], on: connection)
             }
             try await QueueTest.runWorker(
