@@ -76,7 +76,8 @@ struct SlotTests {
             try await feeder.value
             let slowest = try await QueueTest.scalar(
                 "SELECT max(extract(epoch FROM finished_at - created_at))::float8 FROM queue.jobs", Double.self, on: connection)
-            #expect(slowest < 1.0, "a job waited \(slowest) s from its enqueue to its end")
+            // A wake-up lost shows as a wait for the poll (30 s); 3 s leaves room for a busy machine.
+            #expect(slowest < 3.0, "a job waited \(slowest) s from its enqueue to its end")
         }
     }
 
