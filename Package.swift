@@ -107,6 +107,7 @@ let package = Package(
             name: "UpsertBench",
             dependencies: [
                 "Postgres", "JSON", "JobQueue", "ContactDomain", "Migrations", "CommandLineSupport",
+                "TestSupport",  // its seeded generator
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

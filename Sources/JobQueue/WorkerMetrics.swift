@@ -92,18 +92,16 @@ public final class WorkerMetrics: Sendable {
         }
         switch outcome {
         case .succeeded: series.succeeded.increment()
-        case .failed: series.failed.increment()
-        case .retry: series.retried.increment()
+        case .failed(let failure): series.failed.increment(); countError(failure, of: job)
+        case .retry(let failure, _): series.retried.increment(); countError(failure, of: job)
         case .deferred: break
         }
-        switch outcome {
-        case .failed(let failure), .retry(let failure, _):
-            // Error codes are a fixed, small set (docs/contract.md): a bounded label.
-            counter("upsert_job_errors_total", [("queue", job.queue), ("kind", job.kind), ("code", failure.code)])
-                .increment()
-        case .succeeded, .deferred: break
-        }
         series.duration.recordInterval(duration)
+    }
+
+    /// Error codes are a fixed, small set (docs/contract.md): a bounded label.
+    private func countError(_ failure: JobFailure, of job: Job) {
+        counter("upsert_job_errors_total", [("queue", job.queue), ("kind", job.kind), ("code", failure.code)]).increment()
     }
 
     private func kindSeries(queue: String, kind: String) -> KindSeries {

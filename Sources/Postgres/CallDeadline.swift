@@ -106,17 +106,18 @@ final class CallDeadline: Sendable {
             state.sending += 1
             return .cancel(state.cancel)
         }
-        let cancel: UInt
         switch next {
         case .nothing: return
-        case .look(let timer, let time):
-            arm(timer, at: time)
-            return
-        case .cancel(let handle): cancel = handle
+        case .look(let timer, let time): arm(timer, at: time)
+        case .cancel(let handle): send(cancel: handle)
         }
-        guard cancel != 0 else { return }
+    }
+
+    /// Sends the cancel request (outside the lock: it may take a while), then frees the
+    /// handles retired meanwhile.
+    private func send(cancel handle: UInt) {
         var buffer = [CChar](repeating: 0, count: 256)
-        _ = PQcancel(OpaquePointer(bitPattern: cancel), &buffer, Int32(buffer.count))
+        _ = PQcancel(OpaquePointer(bitPattern: handle), &buffer, Int32(buffer.count))
         let free = state.withLock { state in
             state.sending -= 1
             return state.freeable()

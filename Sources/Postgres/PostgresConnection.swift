@@ -449,8 +449,8 @@ public actor PostgresConnection {
         var texts: [String?] = []
         texts.reserveCapacity(parameters.count)
         for (i, parameter) in parameters.enumerated() {
-            var text = parameter.postgresText
-            if text != nil, text?.withUTF8({ bytes in bytes.baseAddress.map { memchr($0, 0, bytes.count) != nil } ?? false }) == true {
+            let text = parameter.postgresText
+            if var bytes = text, bytes.withUTF8({ $0.firstIndexOfNUL != nil }) {
                 throw PostgresError(
                     code: .invalidParameter, message: "parameter $\(i + 1) contains a NUL character")
             }
@@ -468,13 +468,13 @@ public actor PostgresConnection {
             var pointers: [UnsafePointer<CChar>?] = []
             pointers.reserveCapacity(texts.count)
             var offset = 0
-            for var text in texts {
-                guard text != nil else {
+            for text in texts {
+                guard var text else {
                     pointers.append(nil)
                     continue
                 }
-                let start = buffer.baseAddress.map { $0 + offset }
-                text?.withUTF8 { bytes in
+                pointers.append(buffer.baseAddress.map { UnsafePointer($0 + offset) })
+                text.withUTF8 { bytes in
                     bytes.withMemoryRebound(to: CChar.self) { chars in
                         _ = UnsafeMutableBufferPointer(rebasing: buffer[offset...]).initialize(fromContentsOf: chars)
                     }
@@ -482,7 +482,6 @@ public actor PostgresConnection {
                 }
                 buffer[offset] = 0
                 offset += 1
-                pointers.append(start.map { UnsafePointer($0) })
             }
             return body(pointers)
         }
@@ -714,5 +713,13 @@ extension StringProtocol {
         while let first = view.first, first.isWhitespace { view.removeFirst() }
         while let last = view.last, last.isWhitespace { view.removeLast() }
         return String(view)
+    }
+}
+
+extension UnsafeBufferPointer<UInt8> {
+    /// Where the first NUL byte is (`memchr`), if any.
+    var firstIndexOfNUL: Int? {
+        guard let base = baseAddress, let found = memchr(base, 0, count) else { return nil }
+        return base.distance(to: found.assumingMemoryBound(to: UInt8.self))
     }
 }

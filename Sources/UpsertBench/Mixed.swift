@@ -4,6 +4,7 @@ import JobQueue
 import Logging
 import Migrations
 import Postgres
+import TestSupport
 
 /// The figures of `bench --mixed`: live traffic and imports of several organizations on one
 /// queue, and one person's backlog.

@@ -1,18 +1,7 @@
 import Foundation
 import JSON
 import Postgres
-
-/// A deterministic random generator (SplitMix64), so that every bench run loads the same jobs.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import TestSupport
 
 /// The organization the bench works for, and its realistic jobs: a mix of new and repeated
 /// identities on all three platforms, names, e-mails, stages, agents, four custom fields (one

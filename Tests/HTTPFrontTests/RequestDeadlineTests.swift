@@ -22,13 +22,30 @@ struct RequestDeadlineTests {
 
     static let head = HTTPRequestPart.head(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/"))
 
+    /// A whole request arrives, `serverWorks` runs (the server's turn), the response goes out.
+    func answer(on channel: EmbeddedChannel, while serverWorks: () -> Void = {}) throws {
+        try channel.writeInbound(Self.head)
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        serverWorks()
+        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .ok)))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+    }
+
+    /// The connection is open until `limit` from now has passed, and closed then.
+    func expectClosed(
+        _ channel: EmbeddedChannel, after limit: TimeAmount, on loop: EmbeddedEventLoop,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        loop.advanceTime(by: limit - .milliseconds(1))
+        #expect(channel.isActive, "closed before its deadline", sourceLocation: sourceLocation)
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(!channel.isActive, "still open at its deadline", sourceLocation: sourceLocation)
+    }
+
     @Test("a connection that sends no request head is closed at the limit, not before")
     func noHead() throws {
         let (channel, loop) = try connected()
-        loop.advanceTime(by: limit - .milliseconds(1))
-        #expect(channel.isActive)
-        loop.advanceTime(by: .milliseconds(1))
-        #expect(!channel.isActive)
+        expectClosed(channel, after: limit, on: loop)
     }
 
     @Test("a body that trickles in is cut at the limit after its head")
@@ -49,16 +66,11 @@ struct RequestDeadlineTests {
     func serverTurnThenNextRequest() throws {
         let (channel, loop) = try connected()
         loop.advanceTime(by: .seconds(25))
-        try channel.writeInbound(Self.head)
-        try channel.writeInbound(HTTPRequestPart.end(nil))
-        loop.advanceTime(by: .seconds(100))  // the server's turn: a long wait for a job
-        #expect(channel.isActive)
-        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .ok)))
-        try channel.writeOutbound(HTTPResponsePart.end(nil))
-        loop.advanceTime(by: limit - .milliseconds(1))
-        #expect(channel.isActive)
-        loop.advanceTime(by: .milliseconds(1))
-        #expect(!channel.isActive)
+        try answer(on: channel) {
+            loop.advanceTime(by: .seconds(100))  // the server's turn: a long wait for a job
+            #expect(channel.isActive)
+        }
+        expectClosed(channel, after: limit, on: loop)
     }
 
     @Test("a deadline moved by a request answered in time is checked again at its new time")
@@ -67,13 +79,7 @@ struct RequestDeadlineTests {
         // A request answered 10 s after connecting, then silence: the first check (30 s after
         // connecting) finds the deadline moved to 40 s and must look again then.
         loop.advanceTime(by: .seconds(10))
-        try channel.writeInbound(Self.head)
-        try channel.writeInbound(HTTPRequestPart.end(nil))
-        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .ok)))
-        try channel.writeOutbound(HTTPResponsePart.end(nil))
-        loop.advanceTime(by: limit - .milliseconds(1))
-        #expect(channel.isActive)
-        loop.advanceTime(by: .milliseconds(1))
-        #expect(!channel.isActive)
+        try answer(on: channel)
+        expectClosed(channel, after: limit, on: loop)
     }
 }

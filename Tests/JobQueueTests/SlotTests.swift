@@ -2,23 +2,11 @@ import Foundation
 import JSON
 @testable import JobQueue
 import Postgres
+import TestSupport
 import Testing
 
 @Suite("Slots joining each other")
 struct SlotTests {
-    /// A small deterministic generator (SplitMix64), so that each case replays the same moments.
-    struct SeededRandom {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Pairs of runs whose times overlap: jobs that ran at the same time, in different slots
     /// (the jobs of one batch run one after another).
     static let overlaps: PostgresQuery = """
@@ -55,7 +43,7 @@ struct SlotTests {
     @Test("single jobs at random moments, four slots: each runs at once, none waits for a poll", arguments: 1...3)
     func noWakeUpLost(seed: Int) async throws {
         try await QueueTest.withDatabase { database, connection in
-            var random = SeededRandom(seed: UInt64(seed))
+            var random = SeededGenerator(state: UInt64(seed))
             let handler = ScriptedHandler { job, _ in
                 if case .number(let pause)? = job.payload["pause_ms"], let pause = pause.intValue { try await Task.sleep(for: .milliseconds(pause)) }
                 return [:]
