@@ -79,15 +79,23 @@ struct BatchExecutor: Sendable {
     }
 
     /// The batch's transaction: ownership, decoding, locks, the jobs, and their outcomes.
+    ///
+    /// Five round trips for a batch of one kind whose handler reads one thing before its jobs
+    /// (ownership, locks and the handler's first statement share the first; the outcomes
+    /// share the last with the `COMMIT`), plus the handler's own statements.
     func runBatch(_ jobs: [Job], logger: Logger) async throws -> BatchResult {
         let configuration = self.configuration
         let handlers = self.handlers
         return try await pool.withConnection { connection in
-            try await connection.withTransaction { connection in
-                let owned = try QueueStore.lockOwned(ids: jobs.map(\.id), worker: configuration.workerID, on: connection)
+            let (finished, outcomes, skipped) = try await connection.withTransaction { connection in
+                // Which jobs this worker still holds is asked first, and read only after the
+                // locks and the handlers' preparation have been sent behind it: decoding needs
+                // no answer, and a job whose lease was lost is dropped before anything runs.
+                let ownership = try QueueStore.sendLockOwned(
+                    ids: jobs.map(\.id), worker: configuration.workerID, on: connection)
                 var finished: [Finished] = []
                 var kinds: [any KindBatch] = []
-                for (kind, ofKind) in Self.byKind(jobs.filter { owned.contains($0.id) }) {
+                for (kind, ofKind) in Self.byKind(jobs) {
                     guard let handler = handlers[kind] else {
                         finished += ofKind.map { Finished(job: $0, outcome: .failed(.unknownKind(kind)), duration: .zero) }
                         continue
@@ -97,18 +105,23 @@ struct BatchExecutor: Sendable {
                     if let batch = decoded.batch { kinds.append(batch) }
                 }
                 try QueueStore.lock(keys: kinds.flatMap(\.lockKeys), on: connection)
+                for batch in kinds { try await batch.prepare(on: connection) }
+                let owned = try QueueStore.owned(ownership, on: connection)
+                finished = finished.filter { owned.contains($0.job.id) }
+                kinds = kinds.compactMap { $0.keeping(owned) }
                 var retried = RetriedKeys()
                 for item in finished { retried.note(item.job, item.outcome) }
                 for batch in kinds {
-                    try await batch.prepare(on: connection)
                     finished += try await batch.run(
                         retried: &retried, configuration: configuration, metrics: metrics, on: connection, logger: logger)
                 }
-                let recorded = try QueueStore.finish(
+                let outcomes = try QueueStore.sendFinish(
                     finished.map { ($0.job.id, $0.outcome) }, worker: configuration.workerID, on: connection)
-                return BatchResult(
-                    finished: finished, recorded: recorded, skipped: jobs.map(\.id).filter { !owned.contains($0) })
+                return (finished, outcomes, jobs.map(\.id).filter { !owned.contains($0) })
             }
+            // Committed: the outcomes were recorded in the commit's round trip.
+            let recorded = try QueueStore.recorded(outcomes, on: connection)
+            return BatchResult(finished: finished, recorded: recorded, skipped: skipped)
         }
     }
 
@@ -198,6 +211,8 @@ protocol KindBatch: Sendable {
     var lockKeys: [String] { get }
     /// The handler's ``JobHandler/prepareBatch(_:on:)``.
     func prepare(on connection: isolated PostgresConnection) async throws
+    /// The same batch with only the jobs in `ids`; nil if none is.
+    func keeping(_ ids: Set<Int64>) -> (any KindBatch)?
     /// Runs the jobs: the set first, one by one if the set fails. Jobs of a key in `retried`
     /// are deferred; keys of jobs that will be retried are added to it.
     func run(
@@ -215,6 +230,12 @@ struct HandlerBatch<Handler: JobHandler>: KindBatch {
 
     func prepare(on connection: isolated PostgresConnection) async throws {
         try await handler.prepareBatch(jobs, on: connection)
+    }
+
+    func keeping(_ ids: Set<Int64>) -> (any KindBatch)? {
+        let kept = jobs.filter { ids.contains($0.job.id) }
+        guard !kept.isEmpty else { return nil }
+        return kept.count == jobs.count ? self : HandlerBatch(handler: handler, jobs: kept)
     }
 
     func run(

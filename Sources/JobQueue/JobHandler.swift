@@ -42,6 +42,9 @@ public protocol JobHandler: Sendable {
 
     /// Called once per batch, in its transaction, before the first of `jobs` (those of this
     /// handler's kind) runs: the place to refresh caches or read what every job needs.
+    /// `jobs` are the batch's jobs of this kind as claimed: one whose lease another worker
+    /// took over meanwhile is among them, and is dropped before the jobs run. (The worker asks
+    /// which jobs it still holds in the same round trip as this method's first statement.)
     /// Default: nothing.
     func prepareBatch(_ jobs: [DecodedJob<Work>], on connection: isolated PostgresConnection) async throws
 

@@ -72,14 +72,28 @@ public enum QueueStore {
     public static func lockOwned(
         ids: [Int64], worker: String, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Set<Int64> {
-        let rows = try indexPlanned(
+        try owned(sendLockOwned(ids: ids, worker: worker, on: connection), on: connection)
+    }
+
+    /// ``lockOwned(ids:worker:on:)`` sent ahead, to share a round trip with the statements
+    /// after it (``PostgresConnection/sendAhead(keepingRows:)``); ``owned(_:on:)`` reads it.
+    public static func sendLockOwned(
+        ids: [Int64], worker: String, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> PostgresConnection.AheadRows {
+        try sendIndexPlanned(
             """
             SELECT id FROM queue.jobs
             WHERE id = ANY(\(ids)::bigint[]) AND locked_by = \(worker) AND state = 'running'
             FOR UPDATE
             """, on: connection)
+    }
+
+    /// The jobs a ``sendLockOwned(ids:worker:on:)`` found still leased, and locked.
+    public static func owned(
+        _ sent: PostgresConnection.AheadRows, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> Set<Int64> {
         var owned = Set<Int64>()
-        for row in rows { owned.insert(try row.decode(Int64.self, "id")) }
+        for row in try connection.rows(of: sent) { owned.insert(try row.decode(Int64.self, "id")) }
         return owned
     }
 
@@ -143,7 +157,16 @@ public enum QueueStore {
     public static func finish(
         _ outcomes: [(id: Int64, outcome: Outcome)], worker: String, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Set<Int64> {
-        guard !outcomes.isEmpty else { return [] }
+        try recorded(sendFinish(outcomes, worker: worker, on: connection), on: connection)
+    }
+
+    /// ``finish(_:worker:on:)`` sent ahead: in a transaction, it rides with the `COMMIT`, one
+    /// round trip for both. Read with ``recorded(_:on:)`` (after the commit, for that). Nil
+    /// when there is nothing to record.
+    public static func sendFinish(
+        _ outcomes: [(id: Int64, outcome: Outcome)], worker: String, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> PostgresConnection.AheadRows? {
+        guard !outcomes.isEmpty else { return nil }
         let ids = outcomes.map(\.id)
         let states = outcomes.map(\.outcome.recordedState)
         let delays = outcomes.map(\.outcome.delay.milliseconds)
@@ -152,7 +175,7 @@ public enum QueueStore {
         // its backoff ends. The JSON columns travel as one JSON array each (null for none).
         let resultArray = JSONValue.array(outcomes.map { $0.outcome.result ?? .null })
         let errorArray = JSONValue.array(outcomes.map { $0.outcome.failure?.errorObject ?? .null })
-        let rows = try indexPlanned(
+        return try sendIndexPlanned(
             """
             WITH done AS (
             UPDATE queue.jobs j
@@ -208,8 +231,15 @@ public enum QueueStore {
             )
             SELECT d.id FROM done d CROSS JOIN announced
             """, on: connection)
+    }
+
+    /// The jobs a ``sendFinish(_:worker:on:)`` updated (those still leased to the worker).
+    public static func recorded(
+        _ sent: PostgresConnection.AheadRows?, on connection: isolated PostgresConnection
+    ) throws(PostgresError) -> Set<Int64> {
+        guard let sent else { return [] }
         var updated = Set<Int64>()
-        for row in rows { updated.insert(try row.decode(Int64.self, "id")) }
+        for row in try connection.rows(of: sent) { updated.insert(try row.decode(Int64.self, "id")) }
         return updated
     }
 
@@ -315,6 +345,16 @@ extension QueueStore {
         let rows = try connection.query(query)
         try connection.sendAhead("RESET enable_seqscan")
         return rows
+    }
+
+    /// ``indexPlanned(_:on:)`` sent ahead, its rows kept (``PostgresConnection/sendAhead(keepingRows:)``).
+    static func sendIndexPlanned(_ query: PostgresQuery, on connection: isolated PostgresConnection)
+        throws(PostgresError) -> PostgresConnection.AheadRows
+    {
+        try connection.sendAhead("SELECT set_config('enable_seqscan', 'off', true)")
+        let sent = try connection.sendAhead(keepingRows: query)
+        try connection.sendAhead("RESET enable_seqscan")
+        return sent
     }
 }
 

@@ -35,6 +35,9 @@ public actor PostgresConnection {
     private var savepointCounter = 0
     /// Statements sent ahead of the next statement whose result is read (``sendAhead(_:)``).
     private var ahead: [Pending] = []
+    /// The rows of statements sent with ``sendAhead(keepingRows:)`` that ran, until read.
+    private var kept: [Int: Result<PostgresRows, PostgresError>] = [:]
+    private var keptCount = 0
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let notices: NoticeLog
@@ -256,18 +259,7 @@ public actor PostgresConnection {
 
     private func perform(_ sql: String, texts: [String?], prepare: Bool) throws(PostgresError) -> PostgresRows {
         let handle = try live()
-        var name = prepare ? prepared[sql] : nil
-        if prepare, name == nil, prepared.count < Self.maxPreparedStatements {
-            let candidate = "s\(prepared.count + 1)"
-            roundTrips += 1
-            let result = PQprepare(handle, candidate, sql, Int32(texts.count), nil)
-            defer { PQclear(result) }
-            guard let result, PQresultStatus(result) == PGRES_COMMAND_OK else {
-                throw failure(result, handle)
-            }
-            prepared[sql] = candidate
-            name = candidate
-        }
+        let name = prepare ? try preparedName(sql, parameters: texts.count, handle) : nil
         if !ahead.isEmpty { return try pipeline(handle, last: Pending(sql: sql, texts: texts, name: name)) }
         roundTrips += 1
         let result = deadline.run(timeout: configuration.callTimeout) {
@@ -290,14 +282,71 @@ public actor PostgresConnection {
     /// does not run. ``withTransaction(_:)`` and ``withSavepoint(_:)`` send theirs this way,
     /// so a transaction of three statements costs three round trips, not five.
     public func sendAhead(_ query: PostgresQuery) throws(PostgresError) {
-        ahead.append(Pending(sql: query.sql, texts: try Self.texts(of: query.bindings)))
+        ahead.append(try pending(query))
     }
 
-    /// A statement on its way: its text, its parameters, and its prepared name if it has one.
+    /// A statement sent ahead whose rows are kept for ``rows(of:)``.
+    public struct AheadRows: Sendable {
+        let id: Int
+    }
+
+    /// Sends `query` ahead like ``sendAhead(_:)``, but keeps its rows: ``rows(of:)`` returns
+    /// them once the statement has run, with the next statement whose result is read (a
+    /// transaction's `COMMIT` too), or sends what waits ahead if it has not run yet. A statement
+    /// whose answer is needed only later thus shares a round trip with the statements after it.
+    public func sendAhead(keepingRows query: PostgresQuery) throws(PostgresError) -> AheadRows {
+        keptCount += 1
+        var statement = try pending(query)
+        statement.keep = keptCount
+        ahead.append(statement)
+        return AheadRows(id: keptCount)
+    }
+
+    /// The rows of a statement sent with ``sendAhead(keepingRows:)``, once: its error if it
+    /// failed, or ``PostgresError/Code/transactionAborted`` if it never ran (an earlier
+    /// statement of its round trip failed, or its transaction ended first).
+    public func rows(of statement: AheadRows) throws(PostgresError) -> PostgresRows {
+        if kept[statement.id] == nil, ahead.contains(where: { $0.keep == statement.id }) {
+            try flushAhead(try live())
+        }
+        guard let result = kept.removeValue(forKey: statement.id) else {
+            throw PostgresError(
+                code: .transactionAborted, message: "a statement sent ahead did not run: an earlier one failed first")
+        }
+        return try result.get()
+    }
+
+    /// A statement on its way: its text, its parameters, its prepared name if it has one, and
+    /// where its rows are kept if they are.
     private struct Pending {
         let sql: String
         let texts: [String?]
         var name: String? = nil
+        var keep: Int? = nil
+    }
+
+    /// `query` as a statement to send ahead, prepared (once per connection) like the
+    /// statements whose results are read, so that it is not planned again every time.
+    private func pending(_ query: PostgresQuery) throws(PostgresError) -> Pending {
+        let texts = try Self.texts(of: query.bindings)
+        let name = try preparedName(query.sql, parameters: texts.count, try live())
+        return Pending(sql: query.sql, texts: texts, name: name)
+    }
+
+    /// The name `sql` is prepared under on this session, preparing it first if it is not
+    /// (a round trip of its own, once); nil once the session keeps as many as it may.
+    private func preparedName(_ sql: String, parameters: Int, _ handle: OpaquePointer) throws(PostgresError) -> String? {
+        if let name = prepared[sql] { return name }
+        guard prepared.count < Self.maxPreparedStatements else { return nil }
+        let candidate = "s\(prepared.count + 1)"
+        roundTrips += 1
+        let result = PQprepare(handle, candidate, sql, Int32(parameters), nil)
+        defer { PQclear(result) }
+        guard let result, PQresultStatus(result) == PGRES_COMMAND_OK else {
+            throw failure(result, handle)
+        }
+        prepared[sql] = candidate
+        return candidate
     }
 
     /// Sends what waits ahead on its own, if anything does (before a call that cannot be
@@ -325,7 +374,7 @@ public actor PostgresConnection {
                 }
             }
             sent = sent && PQpipelineSync(handle) == 1
-            let outcome = sent ? readPipeline(handle, statements: statements.count) : .failure(failure(nil, handle))
+            let outcome = sent ? readPipeline(handle, statements: statements) : .failure(failure(nil, handle))
             if PQexitPipelineMode(handle) != 1 {
                 // Results left unread on a live session: it cannot be trusted; start afresh.
                 let error = failure(nil, handle)
@@ -337,11 +386,12 @@ public actor PostgresConnection {
         return try outcome.get()
     }
 
-    /// Reads the results of `statements` pipelined statements and the sync point.
-    private func readPipeline(_ handle: OpaquePointer, statements: Int) -> Result<PostgresRows, PostgresError> {
+    /// Reads the results of the pipelined `statements` and the sync point; keeps the rows of
+    /// those sent with ``sendAhead(keepingRows:)``.
+    private func readPipeline(_ handle: OpaquePointer, statements: [Pending]) -> Result<PostgresRows, PostgresError> {
         var firstError: PostgresError?
         var lastRows = PostgresRows(columns: [], rows: [], affectedRows: 0)
-        for index in 0..<statements {
+        for (index, statement) in statements.enumerated() {
             while let result = PQgetResult(handle) {
                 defer { PQclear(result) }
                 let status = PQresultStatus(result)
@@ -349,9 +399,11 @@ public actor PostgresConnection {
                 guard firstError == nil else { continue }
                 do throws(PostgresError) {
                     let rows = try rows(of: result, handle)
-                    if index == statements - 1 { lastRows = rows }
+                    if index == statements.count - 1 { lastRows = rows }
+                    if let keep = statement.keep { kept[keep] = .success(rows) }
                 } catch {
                     firstError = error
+                    if let keep = statement.keep { kept[keep] = .failure(error) }
                 }
             }
             if PQstatus(handle) != CONNECTION_OK { break }
@@ -517,6 +569,7 @@ public actor PostgresConnection {
     private func endTransaction(rollback: Bool) {
         transactionDepth = 0
         ahead = []
+        kept = [:]
         if lostInTransaction {
             lostInTransaction = false
             return

@@ -26,6 +26,26 @@ struct DecodingHandler: JobHandler {
 
 struct PlainSwiftError: Error {}
 
+/// A handler that reads one thing per batch and runs no statement per job, with a lock per job:
+/// what is left is the executor's own round trips.
+struct PreparingHandler: JobHandler {
+    let kind = "test.preparing"
+
+    func decode(_ job: Job) throws -> Int64 { job.id }
+
+    func lockKeys(for work: Int64) -> [String] { ["test.preparing:\(work)"] }
+
+    func prepareBatch(_ jobs: [DecodedJob<Int64>], on connection: isolated PostgresConnection) async throws {
+        _ = try connection.query("SELECT 1 AS prepared")
+    }
+
+    func handle(_ job: DecodedJob<Int64>, on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> JSONValue
+    {
+        ["id": .number(JSONNumber(Int(job.work)))]
+    }
+}
+
 @Suite("The batch executor")
 struct ExecutorTests {
     @Test("a job whose lease another worker took over before the batch ran is left to it: no handler runs for it")
@@ -59,6 +79,37 @@ struct ExecutorTests {
             let jobs = try await QueueTest.jobs(connection)
             #expect(jobs.filter { taken.contains($0.id) }.allSatisfy { $0.state == "running" && $0.lockedBy == "B" })
             #expect(jobs.first { $0.id == claimed[2].id }?.state == "succeeded")
+        }
+    }
+
+    @Test("a batch asks which jobs it still holds in its handler's first round trip, and records the outcomes in its COMMIT's")
+    func roundTripsPerBatch() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            var configuration = QueueTest.configuration()
+            configuration.workerID = "A"
+            let handler = PreparingHandler()
+            let pool = PostgresConnectionPool(configuration: database, size: 1)
+            let executor = BatchExecutor(
+                configuration: configuration, handlers: [handler.kind: handler], pool: pool, health: WorkerHealth(),
+                metrics: WorkerMetrics())
+            var trips: [Int] = []
+            for _ in 0..<2 {  // the first batch prepares its statements
+                try await QueueTest.enqueue(3, kind: handler.kind, on: connection)
+                let claimed = try await connection.run { c in
+                    try QueueStore.claim(queues: ["test"], limit: 3, worker: "A", lease: .seconds(30), on: c).jobs
+                }
+                let before = try await pool.withConnection { c in c.roundTrips }
+                await executor.process(claimed, logger: QueueTest.logger)
+                trips.append(try await pool.withConnection { c in c.roundTrips } - before)
+            }
+            await pool.close()
+            // BEGIN, the ownership lock, the advisory locks and the handler's statement; then
+            // the outcomes and COMMIT. (It was four: ownership, the handler's statement, the
+            // outcomes, COMMIT.)
+            #expect(trips.last == 2, "round trips per batch: \(trips)")
+            let jobs = try await QueueTest.jobs(connection)
+            #expect(jobs.count == 6)
+            #expect(jobs.allSatisfy { $0.state == "succeeded" && $0.result?["id"] == .number(JSONNumber(Int($0.id))) })
         }
     }
 

@@ -78,8 +78,16 @@ struct PoolAndLivenessTests {
     func acquireTimeout() async throws {
         let pool = PostgresConnectionPool(
             configuration: try TestDatabase.serverConfiguration(), size: 1, acquireTimeout: .milliseconds(300))
-        let holder = Task { try await pool.withConnection { c in _ = try c.query("SELECT pg_sleep(2)") } }
-        try await Task.sleep(for: .milliseconds(200))
+        let holding = Counter()
+        let holder = Task {
+            try await pool.withConnection { c in
+                holding.add()
+                _ = try c.query("SELECT pg_sleep(2)")
+            }
+        }
+        // The holder has the pool's only connection (opening it may take a while on a busy
+        // machine; a fixed pause let the second caller get there first once).
+        #expect(await eventually(timeout: .seconds(20)) { holding.count == 1 })
         let started = ContinuousClock.now
         let error = await #expect(throws: PostgresError.self) { try await pool.withConnection { _ in 1 } }
         #expect(error?.code == .poolTimeout)

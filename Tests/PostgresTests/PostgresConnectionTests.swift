@@ -256,6 +256,79 @@ struct PostgresConnectionTests {
         }
     }
 
+    @Test("rows kept from a statement sent ahead: read after the round trip that ran it, with COMMIT, or on their own; its error and a statement that never ran are told apart")
+    func keptRows() async throws {
+        try await TestDatabase.withScratch(migrated: false) { configuration in
+            let connection = try await PostgresConnection.connect(configuration)
+            try await connection.run { c in
+                try c.executeScript("CREATE TABLE t (v int PRIMARY KEY)")
+                func values(_ rows: PostgresRows) throws -> [Int] { try rows.map { try $0.decode(Int.self, "v") } }
+                // Warm: every statement below prepared once, so the counts are the steady state's.
+                for _ in 0..<2 {
+                    try? await c.withTransaction { c in
+                        let sent = try c.sendAhead(keepingRows: "INSERT INTO t VALUES (\(1)) RETURNING v")
+                        _ = try c.query("SELECT count(*)::int AS n FROM t")
+                        _ = try c.rows(of: sent)
+                        throw TestSetupError(message: "roll back")
+                    }
+                }
+
+                // Kept rows are read after the statement that ran them, in the same round trip.
+                var before = c.roundTrips
+                let first = try c.sendAhead(keepingRows: "INSERT INTO t VALUES (\(1)) RETURNING v")
+                #expect(try c.query("SELECT count(*)::int AS n FROM t")[0].decode(Int.self, "n") == 1)
+                #expect(try values(c.rows(of: first)) == [1])
+                #expect(c.roundTrips - before == 1)
+                // Read twice: the rows were handed over once.
+                let again = #expect(throws: PostgresError.self) { try c.rows(of: first) }
+                #expect(again?.code == .transactionAborted)
+
+                // Not run yet: reading sends what waits, in one round trip.
+                before = c.roundTrips
+                let alone = try c.sendAhead(keepingRows: "INSERT INTO t VALUES (\(2)) RETURNING v")
+                #expect(try values(c.rows(of: alone)) == [2])
+                #expect(c.roundTrips - before == 1)
+
+                // In a transaction, a statement sent last rides with the COMMIT, and its rows
+                // are there after it.
+                before = c.roundTrips
+                let last = try await c.withTransaction { c in
+                    try c.sendAhead(keepingRows: "INSERT INTO t VALUES (\(3)) RETURNING v")
+                }
+                #expect(c.roundTrips - before == 1, "BEGIN, the insert and COMMIT in one round trip")
+                #expect(try values(c.rows(of: last)) == [3])
+
+                // Its own error is its own; a statement behind a failed one never ran; the
+                // transaction is rolled back and what it kept is gone.
+                var failed: PostgresConnection.AheadRows?
+                var behind: PostgresConnection.AheadRows?
+                let commitError = await #expect(throws: PostgresError.self) {
+                    try await c.withTransaction { c in
+                        _ = try c.sendAhead(keepingRows: "INSERT INTO t VALUES (\(4)) RETURNING v")
+                        failed = try c.sendAhead(keepingRows: "INSERT INTO t VALUES (\(1)) RETURNING v")  // duplicate
+                        behind = try c.sendAhead(keepingRows: "INSERT INTO t VALUES (\(5)) RETURNING v")
+                    }
+                }
+                #expect(commitError?.sqlState == .uniqueViolation)
+                let own = #expect(throws: PostgresError.self) { try c.rows(of: try #require(failed)) }
+                #expect(own?.code == .transactionAborted, "rolled back: nothing kept")
+                let never = #expect(throws: PostgresError.self) { try c.rows(of: try #require(behind)) }
+                #expect(never?.code == .transactionAborted)
+                #expect(try values(c.query("SELECT v FROM t ORDER BY v")) == [1, 2, 3])
+
+                // Outside a transaction, the failed statement's error is its own, read from it.
+                let duplicate = try c.sendAhead(keepingRows: "INSERT INTO t VALUES (\(2)) RETURNING v")
+                let next = try c.sendAhead(keepingRows: "INSERT INTO t VALUES (\(6)) RETURNING v")
+                #expect(throws: PostgresError.self) { try c.query("SELECT 1 AS one") }
+                let its = #expect(throws: PostgresError.self) { try c.rows(of: duplicate) }
+                #expect(its?.sqlState == .uniqueViolation)
+                let skipped = #expect(throws: PostgresError.self) { try c.rows(of: next) }
+                #expect(skipped?.code == .transactionAborted)
+                #expect(try values(c.query("SELECT v FROM t ORDER BY v")) == [1, 2, 3])
+            }
+        }
+    }
+
     /// Waits (with a deadline) until the server no longer lists backend `pid`.
     func backendGone(_ pid: Int32, admin: PostgresConnection) async throws -> Bool {
         try await eventually(timeout: .seconds(10)) {
