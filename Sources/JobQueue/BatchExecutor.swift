@@ -35,14 +35,26 @@ struct BatchExecutor: Sendable {
         var skipped: [Int64]
     }
 
-    /// Runs `jobs` in one transaction and logs what happened. When the transaction itself fails
-    /// (connection lost, commit failed), nothing of it was written: each job gets a retry,
-    /// recorded in a fresh transaction if possible; otherwise the leases expire and any worker
-    /// rescues the jobs.
+    /// Runs `jobs` in one transaction on a connection of the pool (see ``process(_:on:logger:)``).
     func process(_ jobs: [Job], logger: Logger) async {
+        do {
+            try await pool.withConnection { connection in await process(jobs, on: connection, logger: logger) }
+        } catch {
+            // No connection for the batch: nothing of it ran, and nothing can be recorded.
+            _ = failedOutcomes(jobs, error: error, logger: logger)
+            logger.warning("could not record the failed batch; leases will expire", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs `jobs` in one transaction on `connection` (a slot's, which claimed them on it) and
+    /// logs what happened. When the transaction itself fails (connection lost, commit failed),
+    /// nothing of it was written: each job gets a retry, recorded in a fresh transaction on the
+    /// same connection (which reconnects if it was lost) if possible; otherwise the leases
+    /// expire and any worker rescues the jobs.
+    func process(_ jobs: [Job], on connection: isolated PostgresConnection, logger: Logger) async {
         let started = ContinuousClock.now
         do {
-            let result = try await runBatch(jobs, logger: logger)
+            let result = try await runBatch(jobs, on: connection, logger: logger)
             health.succeeded()
             for id in result.skipped {
                 logger.warning("lease lost before the job ran; left to its new owner", metadata: ["job.id": "\(id)"])
@@ -57,19 +69,11 @@ struct BatchExecutor: Sendable {
                 Self.log(finished, batchDuration: ContinuousClock.now - started, logger: logger)
             }
         } catch {
-            health.failed(error)
-            metrics.batchFailed()
-            let failure = JobFailure.classify(error)
-            let outcomes = jobs.map { job in
-                (id: job.id, outcome: Self.outcome(for: failure, job: job, policy: configuration.retryPolicy))
-            }
-            logger.warning("batch transaction failed", metadata: ["error": "\(error)", "jobs.count": "\(jobs.count)"])
+            let outcomes = failedOutcomes(jobs, error: error, logger: logger)
             do {
-                let recorded = try await pool.withConnection { [configuration] connection in
-                    try QueueStore.finish(outcomes, worker: configuration.workerID, on: connection)
-                }
-                for job in jobs where recorded.contains(job.id) {
-                    let outcome = Self.outcome(for: failure, job: job, policy: configuration.retryPolicy)
+                let recorded = try QueueStore.finish(
+                    outcomes.map { ($0.job.id, $0.outcome) }, worker: configuration.workerID, on: connection)
+                for (job, outcome) in outcomes where recorded.contains(job.id) {
                     metrics.finished(job, outcome: outcome, duration: .zero)
                 }
             } catch {
@@ -78,51 +82,62 @@ struct BatchExecutor: Sendable {
         }
     }
 
+    /// Counts and logs a batch whose transaction failed with `error`; each job's next step.
+    private func failedOutcomes(_ jobs: [Job], error: any Error, logger: Logger)
+        -> [(job: Job, outcome: QueueStore.Outcome)]
+    {
+        health.failed(error)
+        metrics.batchFailed()
+        logger.warning("batch transaction failed", metadata: ["error": "\(error)", "jobs.count": "\(jobs.count)"])
+        let failure = JobFailure.classify(error)
+        return jobs.map { ($0, Self.outcome(for: failure, job: $0, policy: configuration.retryPolicy)) }
+    }
+
     /// The batch's transaction: ownership, decoding, locks, the jobs, and their outcomes.
     ///
     /// Five round trips for a batch of one kind whose handler reads one thing before its jobs
     /// (ownership, locks and the handler's first statement share the first; the outcomes
     /// share the last with the `COMMIT`), plus the handler's own statements.
-    func runBatch(_ jobs: [Job], logger: Logger) async throws -> BatchResult {
+    func runBatch(_ jobs: [Job], on connection: isolated PostgresConnection, logger: Logger) async throws
+        -> BatchResult
+    {
         let configuration = self.configuration
         let handlers = self.handlers
-        return try await pool.withConnection { connection in
-            let (finished, outcomes, skipped) = try await connection.withTransaction { connection in
-                // Which jobs this worker still holds is asked first, and read only after the
-                // locks and the handlers' preparation have been sent behind it: decoding needs
-                // no answer, and a job whose lease was lost is dropped before anything runs.
-                let ownership = try QueueStore.sendLockOwned(
-                    ids: jobs.map(\.id), worker: configuration.workerID, on: connection)
-                var finished: [Finished] = []
-                var kinds: [any KindBatch] = []
-                for (kind, ofKind) in Self.byKind(jobs) {
-                    guard let handler = handlers[kind] else {
-                        finished += ofKind.map { Finished(job: $0, outcome: .failed(.unknownKind(kind)), duration: .zero) }
-                        continue
-                    }
-                    let decoded = Self.decode(ofKind, with: handler, policy: configuration.retryPolicy)
-                    finished += decoded.failed
-                    if let batch = decoded.batch { kinds.append(batch) }
+        let (finished, outcomes, skipped) = try await connection.withTransaction { connection in
+            // Which jobs this worker still holds is asked first, and read only after the
+            // locks and the handlers' preparation have been sent behind it: decoding needs
+            // no answer, and a job whose lease was lost is dropped before anything runs.
+            let ownership = try QueueStore.sendLockOwned(
+                ids: jobs.map(\.id), worker: configuration.workerID, on: connection)
+            var finished: [Finished] = []
+            var kinds: [any KindBatch] = []
+            for (kind, ofKind) in Self.byKind(jobs) {
+                guard let handler = handlers[kind] else {
+                    finished += ofKind.map { Finished(job: $0, outcome: .failed(.unknownKind(kind)), duration: .zero) }
+                    continue
                 }
-                try QueueStore.lock(keys: kinds.flatMap(\.lockKeys), on: connection)
-                for batch in kinds { try await batch.prepare(on: connection) }
-                let owned = try QueueStore.owned(ownership, on: connection)
-                finished = finished.filter { owned.contains($0.job.id) }
-                kinds = kinds.compactMap { $0.keeping(owned) }
-                var retried = RetriedKeys()
-                for item in finished { retried.note(item.job, item.outcome) }
-                for batch in kinds {
-                    finished += try await batch.run(
-                        retried: &retried, configuration: configuration, metrics: metrics, on: connection, logger: logger)
-                }
-                let outcomes = try QueueStore.sendFinish(
-                    finished.map { ($0.job.id, $0.outcome) }, worker: configuration.workerID, on: connection)
-                return (finished, outcomes, jobs.map(\.id).filter { !owned.contains($0) })
+                let decoded = Self.decode(ofKind, with: handler, policy: configuration.retryPolicy)
+                finished += decoded.failed
+                if let batch = decoded.batch { kinds.append(batch) }
             }
-            // Committed: the outcomes were recorded in the commit's round trip.
-            let recorded = try QueueStore.recorded(outcomes, on: connection)
-            return BatchResult(finished: finished, recorded: recorded, skipped: skipped)
+            try QueueStore.lock(keys: kinds.flatMap(\.lockKeys), on: connection)
+            for batch in kinds { try await batch.prepare(on: connection) }
+            let owned = try QueueStore.owned(ownership, on: connection)
+            finished = finished.filter { owned.contains($0.job.id) }
+            kinds = kinds.compactMap { $0.keeping(owned) }
+            var retried = RetriedKeys()
+            for item in finished { retried.note(item.job, item.outcome) }
+            for batch in kinds {
+                finished += try await batch.run(
+                    retried: &retried, configuration: configuration, metrics: metrics, on: connection, logger: logger)
+            }
+            let outcomes = try QueueStore.sendFinish(
+                finished.map { ($0.job.id, $0.outcome) }, worker: configuration.workerID, on: connection)
+            return (finished, outcomes, jobs.map(\.id).filter { !owned.contains($0) })
         }
+        // Committed: the outcomes were recorded in the commit's round trip.
+        let recorded = try QueueStore.recorded(outcomes, on: connection)
+        return BatchResult(finished: finished, recorded: recorded, skipped: skipped)
     }
 
     /// The jobs grouped by kind, kinds in name order, jobs in claim order.

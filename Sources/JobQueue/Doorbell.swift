@@ -40,22 +40,50 @@ actor Doorbell {
 /// waits for it before it can start. Claims are short (a few milliseconds for hundreds of
 /// jobs), so taking turns costs less than colliding. A slot takes its turn once it holds a
 /// connection, so a turn never waits for the pool.
-actor ClaimGate {
-    private var busy = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+///
+/// A lock, not an actor: a turn that is free is taken on the caller's own executor (the
+/// connection's), and given back without leaving it. As an actor, entering and leaving were two
+/// hops to the global executor and back around every claim, 0.4 ms of a one-slot worker's
+/// 3.5 ms claim under the HTTP front's sync line.
+final class ClaimGate: Sendable {
+    private struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
 
     /// Returns when no other claim of this worker is running; pair with ``leave()``.
-    func enter() async {
-        if busy {
-            await withCheckedContinuation { waiters.append($0) }
-        } else {
-            busy = true
+    nonisolated(nonsending) func enter() async {
+        let entered = state.withLock { state in
+            guard !state.busy else { return false }
+            state.busy = true
+            return true
+        }
+        if entered { return }
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            // The turn may have been given back meanwhile: take it, or wait for it.
+            let free = state.withLock { state in
+                guard !state.busy else {
+                    state.waiters.append(waiter)
+                    return false
+                }
+                state.busy = true
+                return true
+            }
+            if free { waiter.resume() }
         }
     }
 
-    /// Ends the turn taken with ``enter()``.
+    /// Ends the turn taken with ``enter()``, handing it to the longest waiter if there is one.
     func leave() {
-        if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.waiters.isEmpty else {
+                state.busy = false
+                return nil
+            }
+            return state.waiters.removeFirst()  // still busy: the turn passes to it
+        }
+        next?.resume()
     }
 }
 

@@ -215,42 +215,17 @@ public final class JobWorker: Service, Sendable {
                 await bell.wait(after: seen)
                 continue
             }
-            let jobs: [Job]
-            let mayHaveLeftMore: Bool
+            // One connection for the claim and the batch it found: no second lease, and no
+            // hop back to the slot between the two.
+            let found: [Job]
             do {
                 let limit = sizer.next
-                let claimed = try await self.pool.withConnection { [configuration, claimGate, urgent] connection in
-                    await claimGate.enter()
-                    do {
-                        let claimed = try QueueStore.claim(
-                            queues: configuration.queues, limit: limit, worker: configuration.workerID,
-                            lease: configuration.lease, aging: configuration.aging,
-                            afterPriority: urgent.skip(for: slot), urgentFill: max(8, configuration.batchSize / 2),
-                            on: connection)
-                        urgent.claimed(claimed, by: slot)
-                        await claimGate.leave()
-                        return claimed
-                    } catch {
-                        await claimGate.leave()
-                        throw error
-                    }
+                let claimed = try await pool.withConnection { connection in
+                    try await self.claimAndRun(slot: slot, limit: limit, since: claimStarted, on: connection, logger: logger)
                 }
-                metrics.claimed(claimed.jobs, duration: ContinuousClock.now - claimStarted)
                 if !claimed.urgent { sizer.claimed(claimed.jobs.count, of: limit) }
-                jobs = claimed.jobs
-                // A claim that took fewer than it could took everything claimable then (an
-                // urgent one may have left less urgent work behind).
-                mayHaveLeftMore = claimed.jobs.count >= limit || claimed.urgent
-                activity.claimed(by: slot, jobs: claimed.jobs.count, leftMore: mayHaveLeftMore)
-                if !claimed.jobs.isEmpty, configuration.concurrency > 1, configuration.joinAfter > .zero {
-                    // Wakes a slot standing by if this batch runs past `joinAfter`.
-                    Task { [bell, activity, configuration] in
-                        try? await Task.sleep(until: claimStarted + configuration.joinAfter)
-                        if activity.isBusy(slot, since: claimStarted) { await bell.ring() }
-                    }
-                }
+                found = claimed.jobs
                 failures = 0
-                health.succeeded()
             } catch {
                 activity.idle(slot)
                 failures += 1
@@ -260,7 +235,7 @@ public final class JobWorker: Service, Sendable {
                 await pause(afterFailures: failures)
                 continue
             }
-            if jobs.isEmpty {
+            if found.isEmpty {
                 // Another slot's claim that ran while this slot's batch was finishing saw its
                 // jobs still running and held their followers (same ordering key); the finish
                 // could not see those holds yet, so it did not release them. Release them now,
@@ -283,15 +258,54 @@ public final class JobWorker: Service, Sendable {
                 await bell.wait(after: seen)
                 continue
             }
-            held.withLock { $0.formUnion(jobs.map(\.id)) }
-            // There may be more: the next idle slot looks. Otherwise new jobs ring the bell
-            // themselves (their NOTIFY), and this slot claims again when its batch is done.
-            if mayHaveLeftMore { await bell.ring() }
-            await executor.process(jobs, logger: logger)
-            held.withLock { $0.subtract(jobs.map(\.id)) }
-            urgent.finished(by: slot)
             finishedBatch = true
         }
+    }
+
+    /// Claims up to `limit` jobs for `slot` on `connection` and, if it found any, runs them there
+    /// as one batch. Returns the claim; throws only if the claim failed (a batch's failures are
+    /// recorded on its jobs).
+    private func claimAndRun(
+        slot: Int, limit: Int, since claimStarted: ContinuousClock.Instant, on connection: isolated PostgresConnection,
+        logger: Logger
+    ) async throws -> QueueStore.Claim {
+        await claimGate.enter()
+        let claimed: QueueStore.Claim
+        do {
+            claimed = try QueueStore.claim(
+                queues: configuration.queues, limit: limit, worker: configuration.workerID,
+                lease: configuration.lease, aging: configuration.aging,
+                afterPriority: urgent.skip(for: slot), urgentFill: max(8, configuration.batchSize / 2),
+                on: connection)
+            urgent.claimed(claimed, by: slot)
+            claimGate.leave()
+        } catch {
+            claimGate.leave()
+            throw error
+        }
+        metrics.claimed(claimed.jobs, duration: ContinuousClock.now - claimStarted)
+        // A claim that took fewer than it could took everything claimable then (an urgent one
+        // may have left less urgent work behind).
+        let mayHaveLeftMore = claimed.jobs.count >= limit || claimed.urgent
+        activity.claimed(by: slot, jobs: claimed.jobs.count, leftMore: mayHaveLeftMore)
+        health.succeeded()
+        guard !claimed.jobs.isEmpty else { return claimed }
+        if configuration.concurrency > 1, configuration.joinAfter > .zero {
+            // Wakes a slot standing by if this batch runs past `joinAfter`.
+            Task { [bell, activity, configuration] in
+                try? await Task.sleep(until: claimStarted + configuration.joinAfter)
+                if activity.isBusy(slot, since: claimStarted) { await bell.ring() }
+            }
+        }
+        let ids = claimed.jobs.map(\.id)
+        held.withLock { $0.formUnion(ids) }
+        // There may be more: the next idle slot looks. Otherwise new jobs ring the bell
+        // themselves (their NOTIFY), and this slot claims again when its batch is done.
+        if mayHaveLeftMore { await bell.ring() }
+        await executor.process(claimed.jobs, on: connection, logger: logger)
+        held.withLock { $0.subtract(ids) }
+        urgent.finished(by: slot)
+        return claimed
     }
 
     private func pause(afterFailures failures: Int) async {

@@ -113,6 +113,39 @@ struct ExecutorTests {
         }
     }
 
+    @Test("a batch whose session is lost mid-batch records a retry for each job on the same connection, reconnected")
+    func lostSessionRecordsRetries() async throws {
+        try await QueueTest.withDatabase { database, connection in
+            try await QueueTest.enqueue(3, on: connection)
+            var configuration = QueueTest.configuration()
+            configuration.workerID = "A"
+            // The handler's session ends under it: the transaction is lost, nothing of it stays.
+            let handler = ScriptedHandler { _, c in
+                _ = try c.query("SELECT pg_terminate_backend(pg_backend_pid())")
+                return ["unreachable": true]
+            }
+            let pool = PostgresConnectionPool(configuration: database, size: 1)
+            let executor = BatchExecutor(
+                configuration: configuration, handlers: [handler.kind: handler], pool: pool, health: WorkerHealth(),
+                metrics: WorkerMetrics())
+            let claimed = try await connection.run { c in
+                try QueueStore.claim(queues: ["test"], limit: 3, worker: "A", lease: .seconds(30), on: c).jobs
+            }
+            await executor.process(claimed, logger: QueueTest.logger)
+            await pool.close()
+            let jobs = try await QueueTest.jobs(connection)
+            #expect(jobs.count == 3)
+            for job in jobs {
+                #expect(job.state == "ready", "job \(job.id): \(job.state)")
+                #expect(job.lockedBy == nil)
+                #expect(job.attempts == 1)
+                #expect(job.lastError?["code"] == "internal")
+                #expect(job.errors.arrayValue?.count == 1)
+            }
+            #expect(try await QueueTest.scalar("SELECT count(*) FROM test_runs", Int.self, on: connection) == 0)
+        }
+    }
+
     @Test("a plain Swift error is an internal, retryable failure: the job runs again and succeeds")
     func plainSwiftError() async throws {
         try await QueueTest.withDatabase { database, connection in

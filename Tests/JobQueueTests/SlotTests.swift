@@ -3,6 +3,7 @@ import JSON
 @testable import JobQueue
 import Postgres
 import TestSupport
+import Synchronization
 import Testing
 
 @Suite("Slots joining each other")
@@ -38,6 +39,39 @@ struct SlotTests {
         #expect(never.mayClaim(0, now: at(0)))
         never.claimed(by: 0, jobs: 3, leftMore: false)
         #expect(never.mayClaim(1, now: at(0)), "joinAfter zero: never stand by")
+    }
+
+    @Test("the claim gate: one claim at a time, and every waiter gets its turn")
+    func claimGate() async throws {
+        let gate = ClaimGate()
+        let inside = GateCounter()
+        let overlaps = GateCounter()
+        let entered = GateCounter()
+        await gate.enter()  // held while the others line up
+        // 50 claimers, 40 turns each: turns handed to waiters and turns taken by a claimer
+        // coming back meet all the time.
+        let tasks = (0..<50).map { _ in
+            Task {
+                for _ in 0..<40 {
+                    await gate.enter()
+                    inside.add()
+                    if inside.count > 1 { overlaps.add() }
+                    await Task.yield()
+                    inside.subtract()
+                    entered.add()
+                    gate.leave()
+                    await Task.yield()
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))  // let the first ones wait
+        gate.leave()
+        let finished = await eventually(timeout: .seconds(20)) { entered.count == 2000 }
+        #expect(finished, "\(2000 - entered.count) turn(s) never came")
+        #expect(overlaps.count == 0, "two claims at once")
+        if finished {
+            for task in tasks { await task.value }
+        }
     }
 
     @Test("single jobs at random moments, four slots: each runs at once, none waits for a poll", arguments: 1...3)
@@ -148,4 +182,12 @@ struct SlotTests {
             #expect(overlapping > 0, "no two slots ever ran at the same time")
         }
     }
+}
+
+/// A counter that can go down, for the gate test.
+final class GateCounter: Sendable {
+    private let value = Mutex(0)
+    func add() { value.withLock { $0 += 1 } }
+    func subtract() { value.withLock { $0 -= 1 } }
+    var count: Int { value.withLock { $0 } }
 }
