@@ -145,6 +145,9 @@ public actor PostgresConnection {
             throw PostgresError(code: .connection, message: Self.summarize(message))
         }
         prepared.removeAll()
+        // Statements still waiting ahead were prepared on the lost session, whose names mean
+        // nothing here (or another statement): they go as text.
+        for index in ahead.indices { ahead[index].name = nil }
         serverPID.store(PQbackendPID(connection), ordering: .relaxed)
         deadline.attach(connection)
         for channel in listening {

@@ -329,6 +329,35 @@ struct PostgresConnectionTests {
         }
     }
 
+    @Test("a statement sent ahead before the session was lost runs as itself on the new session, not as whatever took its prepared name")
+    func sentAheadAcrossReconnect() async throws {
+        try await TestDatabase.withScratch(migrated: false) { configuration in
+            let admin = try await PostgresConnection.connect(configuration)
+            let connection = try await PostgresConnection.connect(configuration)
+            let pid = try await connection.run { c in
+                try c.executeScript("CREATE TABLE t (v int)")
+                return try c.query("SELECT pg_backend_pid() AS pid")[0].decode(Int32.self, "pid")
+            }
+            try await connection.run { c in
+                // Prepared on this session as its second statement, after the pid query.
+                try c.sendAhead("INSERT INTO t VALUES (1)")
+            }
+            _ = try await admin.run { c in try c.query("SELECT pg_terminate_backend(\(pid))") }
+            #expect(try await backendGone(pid, admin: admin))
+            // Preparing another statement finds the session gone.
+            await #expect(throws: PostgresError.self) {
+                try await connection.run { c in try c.sendAhead("INSERT INTO t VALUES (\(2))") }
+            }
+            // The next call reconnects; its own statement is prepared first on the new session,
+            // under the names the lost one used, and the insert sent ahead goes before it.
+            let values = try await connection.run { c -> [Int] in
+                _ = try c.query("SELECT v FROM t WHERE v = \(0)")
+                return try c.query("SELECT v FROM t ORDER BY v").map { try $0.decode(Int.self, "v") }
+            }
+            #expect(values == [1])
+        }
+    }
+
     /// Waits (with a deadline) until the server no longer lists backend `pid`.
     func backendGone(_ pid: Int32, admin: PostgresConnection) async throws -> Bool {
         try await eventually(timeout: .seconds(10)) {
