@@ -92,9 +92,7 @@ public enum QueueStore {
     public static func owned(
         _ sent: PostgresConnection.AheadRows, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Set<Int64> {
-        var owned = Set<Int64>()
-        for row in try connection.rows(of: sent) { owned.insert(try row.decode(Int64.self, "id")) }
-        return owned
+        try ids(of: sent, on: connection)
     }
 
     /// Takes transaction-scoped advisory locks for `keys`, in the order of their 64-bit hashes,
@@ -238,9 +236,16 @@ public enum QueueStore {
         _ sent: PostgresConnection.AheadRows?, on connection: isolated PostgresConnection
     ) throws(PostgresError) -> Set<Int64> {
         guard let sent else { return [] }
-        var updated = Set<Int64>()
-        for row in try connection.rows(of: sent) { updated.insert(try row.decode(Int64.self, "id")) }
-        return updated
+        return try ids(of: sent, on: connection)
+    }
+
+    /// The `id` column of a statement sent ahead, as a set.
+    private static func ids(of sent: PostgresConnection.AheadRows, on connection: isolated PostgresConnection)
+        throws(PostgresError) -> Set<Int64>
+    {
+        var ids = Set<Int64>()
+        for row in try connection.rows(of: sent) { ids.insert(try row.decode(Int64.self, "id")) }
+        return ids
     }
 
     /// Extends the leases of the jobs `ids` that `worker` still holds, skipping rows its own
@@ -341,10 +346,7 @@ extension QueueStore {
     static func indexPlanned(_ query: PostgresQuery, on connection: isolated PostgresConnection)
         throws(PostgresError) -> PostgresRows
     {
-        try connection.sendAhead("SELECT set_config('enable_seqscan', 'off', true)")
-        let rows = try connection.query(query)
-        try connection.sendAhead("RESET enable_seqscan")
-        return rows
+        try connection.rows(of: sendIndexPlanned(query, on: connection))
     }
 
     /// ``indexPlanned(_:on:)`` sent ahead, its rows kept (``PostgresConnection/sendAhead(keepingRows:)``).

@@ -3,7 +3,6 @@ import JSON
 @testable import JobQueue
 import Postgres
 import TestSupport
-import Synchronization
 import Testing
 
 @Suite("Slots joining each other")
@@ -44,9 +43,9 @@ struct SlotTests {
     @Test("the claim gate: one claim at a time, and every waiter gets its turn")
     func claimGate() async throws {
         let gate = ClaimGate()
-        let inside = GateCounter()
-        let overlaps = GateCounter()
-        let entered = GateCounter()
+        let inside = Counter()
+        let overlaps = Counter()
+        let entered = Counter()
         await gate.enter()  // held while the others line up
         // 50 claimers, 40 turns each: turns handed to waiters and turns taken by a claimer
         // coming back meet all the time.
@@ -182,12 +181,4 @@ struct SlotTests {
             #expect(overlapping > 0, "no two slots ever ran at the same time")
         }
     }
-}
-
-/// A counter that can go down, for the gate test.
-final class GateCounter: Sendable {
-    private let value = Mutex(0)
-    func add() { value.withLock { $0 += 1 } }
-    func subtract() { value.withLock { $0 -= 1 } }
-    var count: Int { value.withLock { $0 } }
 }

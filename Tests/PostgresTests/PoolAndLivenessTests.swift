@@ -1,6 +1,5 @@
 import Foundation
 import Postgres
-import Synchronization
 import TestSupport
 import Testing
 
@@ -36,13 +35,6 @@ final class SilentServer: Sendable {
     }
 
     deinit { close(socket) }
-}
-
-/// A counter tasks can share.
-final class Counter: Sendable {
-    private let value = Atomic<Int>(0)
-    func add() { value.add(1, ordering: .relaxed) }
-    var count: Int { value.load(ordering: .relaxed) }
 }
 
 @Suite("Connection pool and session liveness")
