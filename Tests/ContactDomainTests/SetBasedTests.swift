@@ -156,6 +156,47 @@ struct SetBasedTests {
         #expect(sequential.customers == 2)
     }
 
+    @Test("the contacts' write is planned once per session, whatever the batch's size, and leaves planning as it was")
+    func writePlannedOnce() async throws {
+        let org = Org(73)
+        let batches = 8
+        let (generic, custom, modes) = try await Domain.withDatabase { _, connection in
+            try await connection.run { c in
+                try org.create(on: c)
+                let handler = ContactUpsertHandler()
+                var modes: [String] = []
+                for batch in 0..<batches {
+                    // Batches of different sizes, each of new people: every one writes.
+                    let jobs = (0...batch * 3).map { i in
+                        let payload = Domain.whatsapp(org, "+56 9 7300 \(String(format: "%02d%02d", batch, i))")
+                        let job = Job(id: Int64(batch * 100 + i + 1), queue: "contacts", kind: "contact.upsert", payload: payload)
+                        return DecodedJob(job: job, work: handler.decode(job))
+                    }
+                    modes.append(try await c.withTransaction { c in
+                        try await handler.prepareBatch(jobs, on: c)
+                        let results = try await handler.handleBatch(jobs, on: c, logger: Domain.logger)
+                        #expect(results.allSatisfy { (try? $0.get()) != nil })
+                        // The handler's later statements in the transaction are planned as usual.
+                        return try c.query("SELECT current_setting('plan_cache_mode') AS mode")[0].decode(String.self, "mode")
+                    })
+                }
+                let plans = try c.query(
+                    """
+                    SELECT generic_plans, custom_plans FROM pg_prepared_statements
+                    WHERE statement LIKE '%INSERT INTO crm.customers%' AND statement NOT LIKE '%pg_prepared_statements%'
+                    """)
+                #expect(plans.count == 1)
+                return (
+                    try plans.first?.decode(Int.self, "generic_plans") ?? 0,
+                    try plans.first?.decode(Int.self, "custom_plans") ?? -1, modes
+                )
+            }
+        }
+        #expect(custom == 0)
+        #expect(generic == batches)
+        #expect(modes == Array(repeating: "auto", count: batches))
+    }
+
     @Test("rounds: a round is a prefix of independent jobs; it ends at the first job that depends on an earlier one")
     func rounds() {
         let pending = [("a", ["p:1"]), ("b", ["p:2", "i:x"]), ("c", ["p:1"]), ("d", ["p:3", "i:x"]), ("e", ["p:4"]),
