@@ -213,9 +213,9 @@ public enum ContactStore {
         // One plan for every batch, made once per session: left to choose, PostgreSQL planned
         // this statement again on every call (its arrays' sizes differ from batch to batch),
         // 0.25-0.34 ms a batch (pg_stat_statements, batches of 50). The generic plan is index
-        // probes whatever the batch's size (see docs/performance.md). The settings ride in the
-        // statement's round trip, and are reset so the handler's other statements are planned
-        // as usual.
+        // probes whatever the batch's size (see docs/performance.md). The setting rides in the
+        // statement's round trip, and its reset with the next statement, so the handler's other
+        // statements are planned as usual (a rolled-back savepoint undoes the setting too).
         try connection.sendAhead("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
         let rows = try connection.query(writeStatement(columns))
         try connection.sendAhead("RESET plan_cache_mode")
