@@ -353,10 +353,7 @@ extension QueueStore {
     static func sendIndexPlanned(_ query: PostgresQuery, on connection: isolated PostgresConnection)
         throws(PostgresError) -> PostgresConnection.AheadRows
     {
-        try connection.sendAhead("SELECT set_config('enable_seqscan', 'off', true)")
-        let sent = try connection.sendAhead(keepingRows: query)
-        try connection.sendAhead("RESET enable_seqscan")
-        return sent
+        try connection.sendAhead(keepingRows: query, with: .noSequentialScans)
     }
 }
 

@@ -210,15 +210,10 @@ public enum ContactStore {
     {
         let columns = WriteColumns(plans)
         guard !columns.isEmpty else { return [:] }
-        // One plan for every batch, made once per session: left to choose, PostgreSQL planned
-        // this statement again on every call (its arrays' sizes differ from batch to batch),
-        // 0.25-0.34 ms a batch (pg_stat_statements, batches of 50). The generic plan is index
-        // probes whatever the batch's size (see docs/performance.md). The setting rides in the
-        // statement's round trip, and its reset with the next statement, so the handler's other
-        // statements are planned as usual (a rolled-back savepoint undoes the setting too).
-        try connection.sendAhead("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
-        let rows = try connection.query(writeStatement(columns))
-        try connection.sendAhead("RESET plan_cache_mode")
+        // One plan for every batch: left to choose, PostgreSQL planned this statement again on
+        // every call, 0.25-0.34 ms a batch (pg_stat_statements, batches of 50). The generic
+        // plan is index probes whatever the batch's size (see docs/performance.md).
+        let rows = try connection.query(writeStatement(columns), with: .genericPlan)
         var createdAt: [UUID: Date] = [:]
         for row in rows {
             if let claimed = try row.decode(Int?.self, "claimed") {
