@@ -69,6 +69,34 @@ struct StructurerTests {
     }
 }
 
+@Suite("snake_case is a fixed point")
+struct SnakeCaseFixedPointTests {
+    /// Every scalar that has case, or whose lowercase differs from it, next to letters of
+    /// either case and digits: snakeCase of the result is the result. A scalar that is
+    /// uppercase but has no lowercase (`ϒ`, U+03D2) once came out as it went in, and the
+    /// second pass took it for a new word (found by the fuzzer: `"aaԜϒ6"`).
+    @Test("snakeCase of snakeCase is snakeCase, for every cased scalar")
+    func fixedPoint() {
+        var checked = 0
+        for value in UInt32(0x80)...0x1_FFFF {
+            guard let scalar = Unicode.Scalar(value) else { continue }
+            let properties = scalar.properties
+            guard properties.isCased || properties.changesWhenLowercased || properties.isUppercase || properties.isLowercase
+            else { continue }
+            let s = String(scalar)
+            for key in ["a" + s + "6", "A" + s + "B", "Ԝ" + s + "6", "x" + s + s + "y", s + "Ab", "9" + s] {
+                let once = RuleBasedStructurer.snakeCase(key)
+                #expect(RuleBasedStructurer.snakeCase(once) == once, "\(key) → \(once)")
+            }
+            checked += 1
+        }
+        #expect(checked > 2_000)
+        let found = "eta_d9@aa4284\u{51C}\u{3DA}6-688x_d9:@aa4284\u{51C}\u{3D2}6e-44el"
+        let once = RuleBasedStructurer.snakeCase(found)
+        #expect(RuleBasedStructurer.snakeCase(once) == once)
+    }
+}
+
 @Suite("snake_case fast path")
 struct SnakeCaseFastPathTests {
     @Test("keys taken as already snake_case are exactly those snakeCase leaves unchanged")

@@ -228,8 +228,11 @@ public struct RuleBasedStructurer: MetadataStructurer {
     /// ``snakeCase(_:)`` scalar by scalar, for any key.
     static func scalarSnakeCase(_ key: String) -> String {
         // ASCII scalars answer from their value; only the others look their properties up.
+        // A hump is a scalar that lowercasing changes, not any uppercase one: `ϒ` (U+03D2) is
+        // uppercase without a lowercase, so it leaves as it came, and a second pass must not
+        // take it for a new word. The output then has no humps, and snakeCase of it is itself.
         func isSpace(_ c: Unicode.Scalar) -> Bool { c.isASCII ? c == " " || (0x09...0x0D).contains(c.value) : c.properties.isWhitespace }
-        func isUpper(_ c: Unicode.Scalar) -> Bool { c.isASCII ? ("A"..."Z").contains(c) : c.properties.isUppercase }
+        func isUpper(_ c: Unicode.Scalar) -> Bool { c.isASCII ? ("A"..."Z").contains(c) : c.properties.changesWhenLowercased }
         func isLower(_ c: Unicode.Scalar) -> Bool { c.isASCII ? ("a"..."z").contains(c) : c.properties.isLowercase }
         let scalars = Array(key.unicodeScalars)
         var out = String.UnicodeScalarView()
