@@ -19,19 +19,21 @@ public struct StatementSetting: Sendable {
 extension PostgresConnection {
     /// Runs `query` with `setting` (see ``StatementSetting``); no round trip of its own.
     public func query(_ query: PostgresQuery, with setting: StatementSetting) throws(PostgresError) -> PostgresRows {
-        try sendAhead(setting.set)
-        let rows = try self.query(query)
-        try sendAhead(setting.reset)
-        return rows
+        try around(setting) { () throws(PostgresError) in try self.query(query) }
     }
 
     /// ``sendAhead(keepingRows:)`` with `setting` (see ``StatementSetting``).
     public func sendAhead(keepingRows query: PostgresQuery, with setting: StatementSetting) throws(PostgresError)
         -> AheadRows
     {
+        try around(setting) { () throws(PostgresError) in try sendAhead(keepingRows: query) }
+    }
+
+    /// `body` between the setting's set and its reset, both sent ahead.
+    private func around<T>(_ setting: StatementSetting, _ body: () throws(PostgresError) -> T) throws(PostgresError) -> T {
         try sendAhead(setting.set)
-        let sent = try sendAhead(keepingRows: query)
+        let result = try body()
         try sendAhead(setting.reset)
-        return sent
+        return result
     }
 }
