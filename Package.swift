@@ -145,6 +145,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 // The request deadline's test runs the handler on virtual time.
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                // Callers on real event loops (HomeLoopsTests).
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ],
             exclude: ["whatsapp"]

@@ -1,3 +1,4 @@
+import NIOCore
 import Postgres
 import Synchronization
 
@@ -16,12 +17,16 @@ import Synchronization
 ///
 /// `statement` returns one output per input, in order. When it throws, every group of its batch
 /// gets the error.
+///
+/// A caller that runs on one of NIO's event loops is resumed on that loop (``HomeLoops``).
 public final class SharedStatement<Input: Sendable, Output: Sendable>: Sendable {
     public typealias Statement = @Sendable ([Input], isolated PostgresConnection) throws(PostgresError) -> [Output]
 
     private struct Group: Sendable {
         let inputs: [Input]
         let continuation: CheckedContinuation<[Output], any Error>
+        /// The event loop the caller ran on, if any: it is resumed there.
+        let home: (any EventLoop)?
     }
 
     private struct State: Sendable {
@@ -47,9 +52,10 @@ public final class SharedStatement<Input: Sendable, Output: Sendable>: Sendable 
     public func run(_ inputs: [Input]) async throws -> [Output] {
         guard !inputs.isEmpty else { return [] }
         return try await withCheckedThrowingContinuation { continuation in
+            let home = HomeLoops.current
             let start = state.withLock { state -> Bool? in
                 guard !state.closed else { return nil }
-                state.pending.append(Group(inputs: inputs, continuation: continuation))
+                state.pending.append(Group(inputs: inputs, continuation: continuation, home: home))
                 guard state.running < runners else { return false }
                 state.running += 1
                 return true
@@ -112,12 +118,25 @@ public final class SharedStatement<Input: Sendable, Output: Sendable>: Sendable 
                 throw PostgresError(code: .decoding, message: "the statement answered \(outputs.count) rows")
             }
             var offset = 0
+            var answers: [(home: (any EventLoop)?, item: Answer)] = []
+            answers.reserveCapacity(groups.count)
             for group in groups {
-                group.continuation.resume(returning: Array(outputs[offset..<offset + group.inputs.count]))
+                let outputs = Array(outputs[offset..<offset + group.inputs.count])
+                answers.append((group.home, Answer(continuation: group.continuation, result: .success(outputs))))
                 offset += group.inputs.count
             }
+            HomeLoops.run(answers) { $0.deliver() }
         } catch {
-            for group in groups { group.continuation.resume(throwing: error) }
+            HomeLoops.run(groups.map { ($0.home, Answer(continuation: $0.continuation, result: .failure(error))) }) {
+                $0.deliver()
+            }
         }
+    }
+
+    private struct Answer: Sendable {
+        let continuation: CheckedContinuation<[Output], any Error>
+        let result: Result<[Output], any Error>
+
+        func deliver() { continuation.resume(with: result) }
     }
 }
