@@ -5,10 +5,10 @@ import NIOPosix
 ///
 /// `serve` runs Swift tasks on NIO's event loops (``APIFront/runTasksOnEventLoops()``). A task
 /// resumed from one of those loops stays on it; resumed from any other thread (the inserter's
-/// PostgreSQL connection, the listener's), it goes to whichever loop comes next, and its
-/// response then has to cross back to the loop that owns the socket. So the parts that wake
-/// requests from their own threads (``SharedStatement``, ``JobWaiter``) remember each caller's
-/// loop and resume it there: one `execute` per loop for all of its callers. The loops must
+/// PostgreSQL connection), it goes to whichever loop comes next, and its response then has to
+/// cross back to the loop that owns the socket. So ``SharedStatement`` remembers each caller's
+/// loop and resumes it there: one `execute` per loop for all of its callers. (``JobWaiter``'s
+/// wake-ups were measured the same way and gained nothing: docs/http.md.) The loops must
 /// outlive their callers (`serve`'s are NIO's singleton loops, which are never shut down).
 enum HomeLoops {
     /// The event loop the caller runs on, if it runs on one.
