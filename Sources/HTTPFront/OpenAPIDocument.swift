@@ -23,7 +23,17 @@ enum OpenAPIDocument {
                 ],
                 "requestBody": {
                   "required": true,
-                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Payload"}}}
+                  "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Payload"},
+                    "examples": {
+                      "whatsapp": {
+                        "summary": "A person who wrote to a WhatsApp Business number",
+                        "value": {"channel": "whatsapp", "channel_phone_number": "+56 2 2345 6789",
+                                  "contact_phone_number": "+56 9 6123 4567", "contact_name": "María José Pérez",
+                                  "contact_email": "mj.perez@example.cl", "meta_data": {"source": "landing-page"}}
+                      }
+                    }
+                  }}
                 },
                 "responses": {
                   "200": {"description": "The job succeeded: its stored result",
