@@ -54,7 +54,7 @@ enum OpenAPIDocument {
                 "operationId": "getJob",
                 "summary": "A job of the key's organization",
                 "parameters": [
-                  {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+                  {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "example": "1"},
                   {"name": "x-api-key", "in": "header", "required": true, "schema": {"type": "string"}}
                 ],
                 "responses": {
