@@ -84,7 +84,7 @@ public final class SharedStatement<Input: Sendable, Output: Sendable>: Sendable 
         } catch {
             // No connection: everything waiting fails now rather than hang.
             while let groups = nextBatch() {
-                for group in groups { group.continuation.resume(throwing: error) }
+                Self.resume(groups, with: groups.map { _ in .failure(error) })
             }
         }
     }
@@ -112,24 +112,28 @@ public final class SharedStatement<Input: Sendable, Output: Sendable>: Sendable 
     }
 
     private func answer(_ groups: [Group], on connection: isolated PostgresConnection) {
+        let results: [Result<[Output], any Error>]
         do {
             let outputs = try statement(groups.flatMap(\.inputs), connection)
             guard outputs.count == groups.reduce(0, { $0 + $1.inputs.count }) else {
                 throw PostgresError(code: .decoding, message: "the statement answered \(outputs.count) rows")
             }
             var offset = 0
-            var answers: [(home: (any EventLoop)?, item: Answer)] = []
-            answers.reserveCapacity(groups.count)
-            for group in groups {
-                let outputs = Array(outputs[offset..<offset + group.inputs.count])
-                answers.append((group.home, Answer(continuation: group.continuation, result: .success(outputs))))
+            results = groups.map { group in
+                let slice = outputs[offset..<offset + group.inputs.count]
                 offset += group.inputs.count
+                return .success(Array(slice))
             }
-            HomeLoops.run(answers) { $0.deliver() }
         } catch {
-            HomeLoops.run(groups.map { ($0.home, Answer(continuation: $0.continuation, result: .failure(error))) }) {
-                $0.deliver()
-            }
+            results = groups.map { _ in .failure(error) }
+        }
+        Self.resume(groups, with: results)
+    }
+
+    /// Resumes each group's caller with its result, on the caller's event loop (``HomeLoops``).
+    private static func resume(_ groups: [Group], with results: [Result<[Output], any Error>]) {
+        HomeLoops.run(zip(groups, results).map { ($0.home, Answer(continuation: $0.continuation, result: $1)) }) {
+            $0.deliver()
         }
     }
 
